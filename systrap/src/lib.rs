@@ -1,0 +1,16 @@
+//! The sentry's platforms: how guest code runs and how its syscalls reach the
+//! kernel. [`platform`] is the interface the kernel sees; [`systrap`] is the
+//! seccomp-SIGSYS implementation; [`memfile`] holds guest memory; [`bpf`]
+//! builds the stub's seccomp filter.
+
+pub mod bpf;
+pub mod memfile;
+pub mod platform;
+pub mod sys;
+pub mod systrap;
+
+pub use memfile::{FileRange, MemoryFile, PAGE_SIZE};
+pub use platform::{
+    AddressSpace, Context, Interrupter, Platform, PlatformError, Prot, Regs, Stop, WorkerBell,
+};
+pub use sentry_stubs::{GUEST_END, MAX_WORKERS};

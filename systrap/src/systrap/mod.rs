@@ -1,0 +1,758 @@
+//! The systrap platform: guests run in stub processes whose seccomp filter
+//! turns every guest syscall into SIGSYS; the stub's handler publishes the
+//! stop in its thread's [`StubPage`] and a sentry worker serves it.
+//!
+//! Data flow of one syscall:
+//!
+//! ```text
+//!  guest `syscall` -> SIGSYS on the slot's signal stack -> stub handler:
+//!    record ucontext offset, state = TRAPPED, ring the worker's doorbell if
+//!    it sleeps, spin then FUTEX_WAIT on state
+//!  worker: poll() sees TRAPPED -> read gregs from the frame in the slot
+//!    (shared memory, validated) -> kernel serves -> resume() writes gregs
+//!    back, state = RESUME, FUTEX_WAKE only if the stub sleeps
+//!  stub: `ret` -> restorer -> rt_sigreturn -> guest continues
+//! ```
+//!
+//! Memory commands (mmap of the memory file at guest addresses, mprotect,
+//! arch_prctl, clone of a new stub thread) run in the stopped thread itself:
+//! the sentry writes `CMD_*` and waits for `CMD_DONE` on the same word.
+
+mod spawn;
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use memmap2::MmapRaw;
+use parking_lot::Mutex;
+use sentry_stubs::{
+    Doorbell, StubPage, DOORBELLS_SIZE, ENTER_FRAME_OFF, MAX_SLOTS, MAX_WORKERS, SIGNO_STARTED,
+    SIGSTACK_OFF, SIG_INTERRUPT, SLOT_SIZE, STUB_CODE, STUB_CODE_SIZE, STUB_MEMFILE_FD,
+    STUB_SLOTFILE_FD, STUB_SLOTS, ST_CMD_CLONE, ST_CMD_DONE, ST_CMD_EXIT, ST_CMD_SYSCALL, ST_ENTER,
+    ST_RESUME, ST_TRAPPED,
+};
+
+use crate::bpf::{self, SockFilter};
+use crate::memfile::MemoryFile;
+use crate::platform::{
+    AddressSpace, Context, Interrupter, Platform, PlatformError, Prot, Regs, Stop, WorkerBell,
+};
+use crate::sys;
+
+/// Offsets in the kernel's `struct ucontext` (x86-64).
+mod uc {
+    pub const FLAGS: u64 = 0;
+    pub const STACK: u64 = 16;
+    pub const GREGS: u64 = 40;
+    pub const CSGSFS: u64 = 40 + 18 * 8;
+    pub const FPSTATE: u64 = 40 + 23 * 8;
+    pub const SIGMASK: u64 = 296;
+    /// Bytes of ucontext the sentry reads or writes.
+    pub const SIZE: u64 = 304;
+    /// `UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS`.
+    pub const FLAGS_SS: u64 = 0x6;
+    /// cs = 0x33 (64-bit user code), ss = 0x2b, in `csgsfs`.
+    pub const USER_CS_SS: u64 = 0x33 | (0x2b << 48);
+}
+
+/// How long a command may take before the stub is declared broken.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(10);
+/// Default spin budget (`pause` iterations) on both sides.
+const DEFAULT_SPIN: u32 = 20_000;
+
+/// The sandbox-wide doorbell page, shared by every stub and the sentry.
+struct Doorbells {
+    fd: OwnedFd,
+    map: MmapRaw,
+}
+
+impl Doorbells {
+    fn new() -> std::io::Result<Doorbells> {
+        let fd = sys::memfd(c"sentry-doorbells", DOORBELLS_SIZE)?;
+        let map = memmap2::MmapOptions::new()
+            .len(DOORBELLS_SIZE as usize)
+            .map_raw(&fd)?;
+        Ok(Doorbells { fd, map })
+    }
+
+    fn get(&self, index: usize) -> &Doorbell {
+        assert!(index < MAX_WORKERS);
+        // SAFETY: 1. index < MAX_WORKERS so the 64-byte line lies inside the
+        // mapping; 2. Doorbell is two atomics (align 64, the mapping is page
+        // aligned), valid for any bit pattern a stub may write.
+        unsafe { &*(self.map.as_ptr().add(index * 64) as *const Doorbell) }
+    }
+}
+
+/// A worker's doorbell, as a [`WorkerBell`].
+struct Bell {
+    doorbells: Arc<Doorbells>,
+    index: usize,
+}
+
+impl WorkerBell for Bell {
+    fn prepare(&self) -> u32 {
+        let db = self.doorbells.get(self.index);
+        db.sleeping.store(1, Ordering::SeqCst);
+        // SeqCst store then load: pairs with the stub's store(state); mfence;
+        // load(sleeping), so either it sees us sleeping or we see its stop.
+        db.seq.load(Ordering::SeqCst)
+    }
+
+    fn sleep(&self, token: u32, timeout: Duration) {
+        let db = self.doorbells.get(self.index);
+        sys::futex_wait(&db.seq, token, Some(timeout));
+        db.sleeping.store(0, Ordering::Relaxed);
+    }
+
+    fn ring(&self) {
+        let db = self.doorbells.get(self.index);
+        db.seq.fetch_add(1, Ordering::SeqCst);
+        if db.sleeping.load(Ordering::SeqCst) != 0 {
+            sys::futex_wake(&db.seq, 1);
+        }
+    }
+}
+
+/// Shared state of the platform, also reachable from its stub processes.
+struct Shared {
+    memfile: Arc<MemoryFile>,
+    doorbells: Arc<Doorbells>,
+    filter: Vec<SockFilter>,
+    spin: AtomicU32,
+    death_hook: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+    reaper: spawn::Reaper,
+}
+
+/// The systrap platform.
+pub struct Systrap {
+    shared: Arc<Shared>,
+}
+
+static RESERVATION: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Keeps the stub region free in the sentry's own address space, so that
+/// forked stubs can map there and nothing of the sentry is in the way.
+fn reserve_stub_region() -> Result<(), PlatformError> {
+    RESERVATION
+        .get_or_init(|| {
+            let len = STUB_SLOTS + MAX_SLOTS * SLOT_SIZE - STUB_CODE;
+            // SAFETY: a fresh PROT_NONE anonymous mapping at a fixed address
+            // that MAP_FIXED_NOREPLACE refuses to place over anything.
+            let p = unsafe {
+                libc::mmap(
+                    STUB_CODE as *mut libc::c_void,
+                    len as usize,
+                    libc::PROT_NONE,
+                    libc::MAP_PRIVATE
+                        | libc::MAP_ANONYMOUS
+                        | libc::MAP_NORESERVE
+                        | libc::MAP_FIXED_NOREPLACE,
+                    -1,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED || p as u64 != STUB_CODE {
+                Err(format!(
+                    "the stub region {STUB_CODE:#x}.. is already used in the sentry: {}",
+                    sys::last_error()
+                ))
+            } else {
+                Ok(())
+            }
+        })
+        .clone()
+        .map_err(PlatformError::Spawn)
+}
+
+impl Systrap {
+    /// Sets up the memory file, doorbells and filter; spawns nothing yet.
+    pub fn new() -> Result<Systrap, PlatformError> {
+        reserve_stub_region()?;
+        let code = sentry_stubs::code();
+        if code.len() as u64 > STUB_CODE_SIZE {
+            return Err(PlatformError::Spawn(
+                "stub code is larger than its region".into(),
+            ));
+        }
+        let filter = bpf::stub_filter(STUB_CODE, STUB_CODE + STUB_CODE_SIZE, bpf::STUB_SYSCALLS);
+        let shared = Arc::new(Shared {
+            memfile: Arc::new(MemoryFile::new()?),
+            doorbells: Arc::new(Doorbells::new()?),
+            filter,
+            spin: AtomicU32::new(DEFAULT_SPIN),
+            death_hook: Mutex::new(None),
+            reaper: spawn::Reaper::new()?,
+        });
+        Ok(Systrap { shared })
+    }
+}
+
+impl Platform for Systrap {
+    fn name(&self) -> &'static str {
+        "systrap"
+    }
+
+    fn memory_file(&self) -> &Arc<MemoryFile> {
+        &self.shared.memfile
+    }
+
+    fn new_address_space(
+        &self,
+        regs: &Regs,
+        worker: usize,
+    ) -> Result<Box<dyn Context>, PlatformError> {
+        let proc = spawn::spawn(&self.shared, worker)?;
+        let ctx = SystrapContext {
+            interrupter: Arc::new(ThreadInterrupter {
+                proc: Arc::downgrade(&proc),
+                host_tid: AtomicI32::new(proc.pid),
+            }),
+            proc,
+            slot: 0,
+            regs: *regs,
+            fs_base: 0,
+            frame: Frame::Started,
+            running: false,
+        };
+        Ok(Box::new(ctx))
+    }
+
+    fn bell(&self, index: usize) -> Arc<dyn WorkerBell> {
+        Arc::new(Bell {
+            doorbells: self.shared.doorbells.clone(),
+            index,
+        })
+    }
+
+    fn set_death_hook(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        *self.shared.death_hook.lock() = Some(Arc::from(hook));
+    }
+
+    fn set_spin(&self, iters: u32) {
+        self.shared.spin.store(iters, Ordering::Relaxed);
+    }
+}
+
+/// A stub process: one guest address space.
+pub(crate) struct StubProcess {
+    pid: i32,
+    pidfd: OwnedFd,
+    shared: Arc<Shared>,
+    slots: MmapRaw,
+    _slots_fd: OwnedFd,
+    /// Slots handed to contexts (true) and slots mapped in the stub (index < mapped).
+    slot_used: Mutex<(Vec<bool>, u64)>,
+    dead: AtomicBool,
+    exit_status: AtomicI32,
+}
+
+impl StubProcess {
+    fn page(&self, slot: u64) -> &StubPage {
+        assert!(slot < MAX_SLOTS);
+        // SAFETY: 1. the slot mapping is MAX_SLOTS * SLOT_SIZE bytes and slot is
+        // in range; 2. StubPage is made of atomics (plus padding the sentry never
+        // reads), valid for any bytes the stub writes; 3. the mapping lives as
+        // long as self.
+        unsafe { &*(self.slots.as_ptr().add((slot * SLOT_SIZE) as usize) as *const StubPage) }
+    }
+
+    /// Reads a u64 at `off` in a slot (any offset up to SLOT_SIZE - 8).
+    fn slot_read(&self, slot: u64, off: u64) -> u64 {
+        assert!(slot < MAX_SLOTS && off + 8 <= SLOT_SIZE && off % 8 == 0);
+        // SAFETY: in bounds and aligned (asserted); a volatile read because
+        // the stub may write the word at any time.
+        unsafe {
+            std::ptr::read_volatile(
+                self.slots.as_ptr().add((slot * SLOT_SIZE + off) as usize) as *const u64
+            )
+        }
+    }
+
+    fn slot_write(&self, slot: u64, off: u64, v: u64) {
+        assert!(slot < MAX_SLOTS && off + 8 <= SLOT_SIZE && off % 8 == 0);
+        // SAFETY: as in slot_read.
+        unsafe {
+            std::ptr::write_volatile(
+                self.slots
+                    .as_mut_ptr()
+                    .add((slot * SLOT_SIZE + off) as usize) as *mut u64,
+                v,
+            )
+        }
+    }
+
+    fn mark_dead(&self, status: i32) {
+        self.exit_status.store(status, Ordering::Relaxed);
+        self.dead.store(true, Ordering::SeqCst);
+    }
+
+    /// Runs a command in the stopped thread of `slot` and waits for it.
+    fn command(
+        &self,
+        slot: u64,
+        state: u32,
+        nr: i64,
+        args: [u64; 6],
+    ) -> Result<i64, PlatformError> {
+        let page = self.page(slot);
+        page.cmd_nr.store(nr as u64, Ordering::Relaxed);
+        for (a, v) in page.cmd_args.iter().zip(args) {
+            a.store(v, Ordering::Relaxed);
+        }
+        self.publish(page, state);
+        self.await_done(page)?;
+        Ok(page.cmd_result.load(Ordering::Relaxed))
+    }
+
+    /// Stores a sentry state and wakes the stub if it sleeps.
+    fn publish(&self, page: &StubPage, state: u32) {
+        page.state.store(state, Ordering::SeqCst);
+        // SeqCst store then load: pairs with the stub's store(stub_sleeping);
+        // mfence; FUTEX_WAIT(state), so the stub either sees the new state or
+        // we see it sleeping.
+        if page.stub_sleeping.load(Ordering::SeqCst) != 0 {
+            sys::futex_wake(&page.state, 1);
+        }
+    }
+
+    fn await_done(&self, page: &StubPage) -> Result<(), PlatformError> {
+        let spin = self.shared.spin.load(Ordering::Relaxed);
+        for _ in 0..spin {
+            if page.state.load(Ordering::Acquire) == ST_CMD_DONE {
+                return Ok(());
+            }
+            std::hint::spin_loop();
+        }
+        let start = Instant::now();
+        loop {
+            page.sentry_sleeping.store(1, Ordering::SeqCst);
+            let st = page.state.load(Ordering::SeqCst);
+            if st == ST_CMD_DONE {
+                page.sentry_sleeping.store(0, Ordering::Relaxed);
+                return Ok(());
+            }
+            if self.dead.load(Ordering::SeqCst) {
+                return Err(PlatformError::Dead);
+            }
+            if start.elapsed() > COMMAND_DEADLINE {
+                self.kill_now();
+                return Err(PlatformError::Protocol("a command did not finish"));
+            }
+            sys::futex_wait(&page.state, st, Some(Duration::from_millis(50)));
+        }
+    }
+
+    fn kill_now(&self) {
+        // SAFETY: pidfd_send_signal on our own pidfd; no pointers passed.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd() as i64,
+                libc::SIGKILL as i64,
+                0i64,
+                0i64,
+            );
+        }
+    }
+
+    fn alloc_slot(&self) -> Result<(u64, bool), PlatformError> {
+        let mut guard = self.slot_used.lock();
+        let (used, mapped) = &mut *guard;
+        for i in 0..*mapped {
+            if !used[i as usize] && self.page(i).host_tid.load(Ordering::Acquire) == 0 {
+                used[i as usize] = true;
+                return Ok((i, false));
+            }
+        }
+        if *mapped >= MAX_SLOTS {
+            return Err(PlatformError::TooManyThreads);
+        }
+        let i = *mapped;
+        *mapped += 1;
+        used.push(true);
+        Ok((i, true))
+    }
+
+    fn free_slot(&self, slot: u64) {
+        if let Some(u) = self.slot_used.lock().0.get_mut(slot as usize) {
+            *u = false;
+        }
+    }
+}
+
+impl AddressSpace for StubProcess {
+    fn kill(&self) {
+        self.kill_now();
+    }
+    fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::SeqCst)
+    }
+    fn host_pid(&self) -> i32 {
+        self.pid
+    }
+}
+
+impl Drop for StubProcess {
+    fn drop(&mut self) {
+        if !self.is_dead() {
+            self.kill_now();
+        }
+    }
+}
+
+struct ThreadInterrupter {
+    proc: Weak<StubProcess>,
+    host_tid: AtomicI32,
+}
+
+impl Interrupter for ThreadInterrupter {
+    fn interrupt(&self) {
+        let Some(p) = self.proc.upgrade() else { return };
+        let tid = self.host_tid.load(Ordering::Acquire);
+        if tid > 0 && !p.is_dead() {
+            // SAFETY: tgkill with plain integers.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_tgkill,
+                    p.pid as i64,
+                    tid as i64,
+                    SIG_INTERRUPT as i64,
+                )
+            };
+        }
+    }
+}
+
+/// What `resume` must do with the registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Frame {
+    /// Stopped in the handler; the kernel's frame is at this slot offset.
+    Kernel(u64),
+    /// A new thread waiting for its first registers.
+    Started,
+}
+
+/// A guest thread on systrap.
+pub struct SystrapContext {
+    proc: Arc<StubProcess>,
+    slot: u64,
+    regs: Regs,
+    fs_base: u64,
+    frame: Frame,
+    running: bool,
+    interrupter: Arc<ThreadInterrupter>,
+}
+
+const SIGSYS: i32 = 31;
+const AUDIT_ARCH_X86_64: u64 = 0xc000_003e;
+
+impl SystrapContext {
+    fn page(&self) -> &StubPage {
+        self.proc.page(self.slot)
+    }
+
+    fn fail(&mut self, why: &'static str) -> Option<Stop> {
+        // The guest scribbled over its stub page: the address space is lost.
+        self.proc.kill_now();
+        let _ = why;
+        Some(Stop::Died)
+    }
+
+    fn load_stop(&mut self) -> Option<Stop> {
+        let page = self.page();
+        let signo = page.signo.load(Ordering::Relaxed);
+        if signo == SIGNO_STARTED {
+            self.frame = Frame::Started;
+            return Some(Stop::Started);
+        }
+        let uc_off = page.ucontext_off.load(Ordering::Relaxed);
+        let si_off = page.siginfo_off.load(Ordering::Relaxed);
+        let valid = |off: u64, size: u64| {
+            off % 8 == 0
+                && off >= SIGSTACK_OFF
+                && off.checked_add(size).is_some_and(|e| e <= SLOT_SIZE)
+        };
+        if !valid(uc_off, uc::SIZE) || !valid(si_off, 32) {
+            return self.fail("stop frame outside the signal stack");
+        }
+        let mut a = [0u64; Regs::COUNT];
+        for (i, v) in a.iter_mut().enumerate() {
+            *v = self
+                .proc
+                .slot_read(self.slot, uc_off + uc::GREGS + 8 * i as u64);
+        }
+        self.regs = Regs::from_array(a);
+        self.frame = Frame::Kernel(uc_off);
+        let word1 = self.proc.slot_read(self.slot, si_off + 8); // si_code (low half after si_errno)
+        let si_code = (word1 & 0xffff_ffff) as i32;
+        let si_addr = self.proc.slot_read(self.slot, si_off + 16);
+        match signo as i32 {
+            SIGSYS => {
+                let arch = self.proc.slot_read(self.slot, si_off + 24) >> 32;
+                Some(Stop::Syscall {
+                    compat: arch != AUDIT_ARCH_X86_64,
+                })
+            }
+            s if s == SIG_INTERRUPT => Some(Stop::Interrupted),
+            s @ (libc::SIGSEGV | libc::SIGBUS | libc::SIGFPE | libc::SIGILL | libc::SIGTRAP) => {
+                Some(Stop::Fault {
+                    signo: s,
+                    code: si_code,
+                    addr: si_addr,
+                })
+            }
+            _ => self.fail("unknown stop signal"),
+        }
+    }
+
+    fn write_enter_frame(&self) {
+        let s = self.slot;
+        let p = &self.proc;
+        let base = ENTER_FRAME_OFF;
+        p.slot_write(s, base + uc::FLAGS, uc::FLAGS_SS);
+        p.slot_write(s, base + 8, 0);
+        // uc_stack: the thread's signal stack, as set at its start.
+        p.slot_write(
+            s,
+            base + uc::STACK,
+            STUB_SLOTS + s * SLOT_SIZE + SIGSTACK_OFF,
+        );
+        p.slot_write(s, base + uc::STACK + 8, 0);
+        p.slot_write(s, base + uc::STACK + 16, SLOT_SIZE - SIGSTACK_OFF);
+        for (i, v) in self.regs.as_array().into_iter().enumerate() {
+            p.slot_write(s, base + uc::GREGS + 8 * i as u64, v);
+        }
+        p.slot_write(s, base + uc::CSGSFS, uc::USER_CS_SS);
+        for off in (uc::CSGSFS + 8..uc::FPSTATE).step_by(8) {
+            p.slot_write(s, base + off, 0);
+        }
+        p.slot_write(s, base + uc::FPSTATE, 0); // no FP state: the kernel resets it
+        p.slot_write(s, base + uc::SIGMASK, 0); // nothing blocked on the host
+        self.page().frame_off.store(base, Ordering::Relaxed);
+    }
+
+    fn host_syscall(&self, nr: i64, args: [u64; 6]) -> Result<i64, PlatformError> {
+        if self.proc.is_dead() {
+            return Err(PlatformError::Dead);
+        }
+        self.proc.command(self.slot, ST_CMD_SYSCALL, nr, args)
+    }
+}
+
+fn errno_result(r: i64) -> Result<(), PlatformError> {
+    if r < 0 {
+        Err(PlatformError::Host(std::io::Error::from_raw_os_error(
+            -r as i32,
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+impl Context for SystrapContext {
+    fn poll(&mut self) -> Option<Stop> {
+        if !self.running {
+            return None;
+        }
+        if self.page().state.load(Ordering::Acquire) != ST_TRAPPED {
+            if self.proc.is_dead() {
+                self.running = false;
+                return Some(Stop::Died);
+            }
+            return None;
+        }
+        self.running = false;
+        self.load_stop()
+    }
+
+    fn regs(&self) -> &Regs {
+        &self.regs
+    }
+
+    fn regs_mut(&mut self) -> &mut Regs {
+        &mut self.regs
+    }
+
+    fn fs_base(&self) -> u64 {
+        self.fs_base
+    }
+
+    fn set_fs_base(&mut self, base: u64) -> Result<(), PlatformError> {
+        let r = self.host_syscall(
+            libc::SYS_arch_prctl,
+            [0x1002u64 /* ARCH_SET_FS */, base, 0, 0, 0, 0],
+        )?;
+        errno_result(r)?;
+        self.fs_base = base;
+        Ok(())
+    }
+
+    fn resume(&mut self) -> Result<(), PlatformError> {
+        if self.proc.is_dead() {
+            return Err(PlatformError::Dead);
+        }
+        let state = match self.frame {
+            Frame::Kernel(uc_off) => {
+                for (i, v) in self.regs.as_array().into_iter().enumerate() {
+                    self.proc
+                        .slot_write(self.slot, uc_off + uc::GREGS + 8 * i as u64, v);
+                }
+                ST_RESUME
+            }
+            Frame::Started => {
+                self.write_enter_frame();
+                ST_ENTER
+            }
+        };
+        self.page().spin_iters.store(
+            self.proc.shared.spin.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        self.running = true;
+        self.proc.publish(self.page(), state);
+        Ok(())
+    }
+
+    fn map(&mut self, addr: u64, len: u64, prot: Prot, offset: u64) -> Result<(), PlatformError> {
+        let r = self.host_syscall(
+            libc::SYS_mmap,
+            [
+                addr,
+                len,
+                prot.bits() as u64,
+                (libc::MAP_SHARED | libc::MAP_FIXED) as u64,
+                STUB_MEMFILE_FD as u64,
+                offset,
+            ],
+        )?;
+        errno_result(r)
+    }
+
+    fn unmap(&mut self, addr: u64, len: u64) -> Result<(), PlatformError> {
+        let r = self.host_syscall(libc::SYS_munmap, [addr, len, 0, 0, 0, 0])?;
+        errno_result(r)
+    }
+
+    fn protect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError> {
+        let r = self.host_syscall(libc::SYS_mprotect, [addr, len, prot.bits() as u64, 0, 0, 0])?;
+        errno_result(r)
+    }
+
+    fn new_thread(
+        &mut self,
+        regs: &Regs,
+        fs_base: u64,
+        worker: usize,
+    ) -> Result<Box<dyn Context>, PlatformError> {
+        let proc = self.proc.clone();
+        let (slot, fresh) = proc.alloc_slot()?;
+        let slot_addr = STUB_SLOTS + slot * SLOT_SIZE;
+        if fresh {
+            let r = self.host_syscall(
+                libc::SYS_mmap,
+                [
+                    slot_addr,
+                    SLOT_SIZE,
+                    (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                    (libc::MAP_SHARED | libc::MAP_FIXED) as u64,
+                    STUB_SLOTFILE_FD as u64,
+                    slot * SLOT_SIZE,
+                ],
+            );
+            if let Err(e) = r.and_then(errno_result) {
+                proc.free_slot(slot);
+                return Err(e);
+            }
+        }
+        let page = proc.page(slot);
+        page.state.store(0, Ordering::Relaxed);
+        page.worker.store(worker as u32, Ordering::Relaxed);
+        page.spin_iters
+            .store(proc.shared.spin.load(Ordering::Relaxed), Ordering::Relaxed);
+        page.host_tid.store(0, Ordering::Relaxed);
+        let host_tid_addr = slot_addr + std::mem::offset_of!(StubPage, host_tid) as u64;
+        let flags = libc::CLONE_VM
+            | libc::CLONE_FS
+            | libc::CLONE_FILES
+            | libc::CLONE_SIGHAND
+            | libc::CLONE_THREAD
+            | libc::CLONE_SYSVSEM
+            | libc::CLONE_SETTLS
+            | libc::CLONE_PARENT_SETTID
+            | libc::CLONE_CHILD_CLEARTID;
+        let r = proc.command(
+            self.slot,
+            ST_CMD_CLONE,
+            0,
+            [
+                flags as u64,
+                slot_addr + SLOT_SIZE,
+                host_tid_addr,
+                host_tid_addr,
+                fs_base,
+                0,
+            ],
+        );
+        let tid = match r {
+            Ok(t) if t > 0 => t as i32,
+            Ok(e) => {
+                proc.free_slot(slot);
+                return Err(PlatformError::Host(std::io::Error::from_raw_os_error(
+                    -e as i32,
+                )));
+            }
+            Err(e) => {
+                proc.free_slot(slot);
+                return Err(e);
+            }
+        };
+        Ok(Box::new(SystrapContext {
+            interrupter: Arc::new(ThreadInterrupter {
+                proc: Arc::downgrade(&proc),
+                host_tid: AtomicI32::new(tid),
+            }),
+            proc,
+            slot,
+            regs: *regs,
+            fs_base,
+            frame: Frame::Started,
+            running: true,
+        }))
+    }
+
+    fn exit_thread(&mut self) {
+        self.interrupter.host_tid.store(0, Ordering::Release);
+        if !self.proc.is_dead() {
+            let page = self.page();
+            self.proc.publish(page, ST_CMD_EXIT);
+        }
+        self.running = false;
+        self.proc.free_slot(self.slot);
+    }
+
+    fn interrupter(&self) -> Arc<dyn Interrupter> {
+        self.interrupter.clone()
+    }
+
+    fn address_space(&self) -> Arc<dyn AddressSpace> {
+        self.proc.clone()
+    }
+
+    fn set_worker(&mut self, worker: usize) {
+        self.page().worker.store(worker as u32, Ordering::Relaxed);
+    }
+}
+
+/// Registry of live stub processes by host PID, for the reaper.
+type Registry = Mutex<HashMap<i32, Weak<StubProcess>>>;
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn f<T: Send>() {}
+    f::<SystrapContext>();
+    let _ = fence;
+}
