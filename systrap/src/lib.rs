@@ -4,6 +4,7 @@
 //! builds the stub's seccomp filter.
 
 pub mod bpf;
+pub mod host;
 pub mod memfile;
 pub mod platform;
 pub mod sys;

@@ -113,6 +113,19 @@ impl MemoryFile {
         free.insert(offset, len);
     }
 
+    /// Drops the contents of a page-aligned range (it reads back as zeros).
+    pub fn discard(&self, offset: u64, len: u64) {
+        // SAFETY: fallocate on our own fd; punching a hole only zeroes the range.
+        unsafe {
+            libc::fallocate(
+                self.fd.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                offset as libc::off_t,
+                len as libc::off_t,
+            );
+        }
+    }
+
     /// Bytes currently handed out.
     pub fn allocated(&self) -> u64 {
         Self::CAPACITY - self.free.lock().values().sum::<u64>()

@@ -1,0 +1,503 @@
+//! The kernel's front door and its workers.
+//!
+//! [`Kernel`] owns the platform, the task table and one worker thread per
+//! application core. A worker watches the tasks it resumed, polls their
+//! contexts for stops, serves each stop (a syscall through the syscall
+//! table, a fault, an interruption) and resumes the guest. A syscall that
+//! would block returns [`Outcome::Block`]: the task leaves the worker's
+//! watch list and is parked until a wake-up (a timer, host fd readiness)
+//! puts it on its worker's ready queue, where the syscall runs again. So a
+//! blocked guest never holds a worker.
+//!
+//! ```text
+//!   ready queue --run--> dispatch --Return--> resume + watch --poll--> stop
+//!        ^                   |                                          |
+//!        |                 Block                                        |
+//!        +--wake-- timers / poller <--park--+          dispatch <-------+
+//! ```
+
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use sentry_systrap::host::Epoll;
+use sentry_systrap::{Platform, Stop, WorkerBell};
+
+use crate::errno::Errno;
+use crate::syscalls::{self, Outcome};
+use crate::task::{RunState, Task, ThreadGroup};
+
+/// How a guest process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The exit code a shell would show: the status, or 128 + signal.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(c) => c & 0xff,
+            ExitStatus::Signaled(s) => 128 + s,
+        }
+    }
+}
+
+/// Settings of a kernel.
+#[derive(Clone, Debug)]
+pub struct KernelConfig {
+    /// Application cores: workers, and the CPUs guests see.
+    pub cpus: usize,
+    /// Print every syscall in strace's format on stderr.
+    pub strace: bool,
+    /// Spin before sleeping in the handoff (false: sleep at once).
+    pub spin: bool,
+}
+
+pub(crate) struct Worker {
+    #[allow(dead_code)]
+    pub index: usize,
+    pub bell: Arc<dyn WorkerBell>,
+    pub ready: Mutex<VecDeque<Arc<Task>>>,
+}
+
+/// The sandbox's kernel.
+pub struct Kernel {
+    pub platform: Arc<dyn Platform>,
+    pub config: KernelConfig,
+    pub(crate) workers: Vec<Arc<Worker>>,
+    pub(crate) tasks: Mutex<HashMap<i32, Arc<Task>>>,
+    next_tid: AtomicI32,
+    next_worker: AtomicU32,
+    exit: Mutex<Option<ExitStatus>>,
+    exit_cv: Condvar,
+    exit_reason: Mutex<Option<String>>,
+    shutdown: AtomicBool,
+    timers: Timers,
+    poller: Epoll,
+    pub(crate) enosys_logged: Mutex<HashSet<u64>>,
+    spin_rounds: u32,
+}
+
+#[derive(PartialEq, Eq)]
+struct TimerEntry(Instant, i32);
+impl Ord for TimerEntry {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        o.0.cmp(&self.0).then(o.1.cmp(&self.1))
+    }
+}
+impl PartialOrd for TimerEntry {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+#[derive(Default)]
+struct Timers {
+    heap: Mutex<BinaryHeap<TimerEntry>>,
+    cv: Condvar,
+}
+
+impl Kernel {
+    /// Builds a kernel on `platform` and starts its workers, timer and poller.
+    pub fn new(platform: Arc<dyn Platform>, config: KernelConfig) -> Result<Arc<Kernel>, Errno> {
+        let cpus = config.cpus.clamp(1, sentry_systrap::MAX_WORKERS);
+        platform.set_spin(if config.spin { 20_000 } else { 0 });
+        let workers = (0..cpus)
+            .map(|i| {
+                Arc::new(Worker { index: i, bell: platform.bell(i), ready: Mutex::new(VecDeque::new()) })
+            })
+            .collect();
+        let k = Arc::new(Kernel {
+            platform: platform.clone(),
+            config: KernelConfig { cpus, ..config.clone() },
+            workers,
+            tasks: Mutex::new(HashMap::new()),
+            next_tid: AtomicI32::new(1),
+            next_worker: AtomicU32::new(0),
+            exit: Mutex::new(None),
+            exit_cv: Condvar::new(),
+            exit_reason: Mutex::new(None),
+            shutdown: AtomicBool::new(false),
+            timers: Timers::default(),
+            poller: Epoll::new().map_err(Errno::from)?,
+            enosys_logged: Mutex::new(HashSet::new()),
+            spin_rounds: if config.spin { 4096 } else { 0 },
+        });
+        let weak = Arc::downgrade(&k);
+        platform.set_death_hook(Box::new(move || {
+            if let Some(k) = weak.upgrade() {
+                for w in &k.workers {
+                    w.bell.ring();
+                }
+            }
+        }));
+        let core_ids = core_affinity::get_core_ids().unwrap_or_default();
+        for i in 0..cpus {
+            let weak = Arc::downgrade(&k);
+            let core = if core_ids.is_empty() { None } else { Some(core_ids[i % core_ids.len()]) };
+            std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || {
+                    if let Some(c) = core {
+                        if !core_affinity::set_for_current(c) {
+                            eprintln!("sentry: could not pin worker {i} to CPU {}", c.id);
+                        }
+                    }
+                    worker_main(weak, i)
+                })
+                .map_err(Errno::from)?;
+        }
+        let weak: Weak<Kernel> = Arc::downgrade(&k);
+        std::thread::Builder::new()
+            .name("timers".into())
+            .spawn(move || timer_main(weak))
+            .map_err(Errno::from)?;
+        let weak: Weak<Kernel> = Arc::downgrade(&k);
+        std::thread::Builder::new()
+            .name("poller".into())
+            .spawn(move || poller_main(weak))
+            .map_err(Errno::from)?;
+        Ok(k)
+    }
+
+    pub(crate) fn alloc_tid(&self) -> i32 {
+        self.next_tid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn pick_worker(&self) -> usize {
+        (self.next_worker.fetch_add(1, Ordering::Relaxed) as usize) % self.workers.len()
+    }
+
+    /// Registers a new task and queues it to enter the guest.
+    pub(crate) fn start_task(&self, task: Arc<Task>) {
+        self.tasks.lock().insert(task.tid, task.clone());
+        task.sched.lock().state = RunState::Ready;
+        self.enqueue(task);
+    }
+
+    fn enqueue(&self, task: Arc<Task>) {
+        let w = &self.workers[task.worker() % self.workers.len()];
+        w.ready.lock().push_back(task);
+        w.bell.ring();
+    }
+
+    /// Wakes a blocked task (spurious wake-ups are harmless: syscalls re-check).
+    pub fn wake(&self, task: &Arc<Task>) {
+        let mut s = task.sched.lock();
+        match s.state {
+            RunState::Blocked => {
+                s.state = RunState::Ready;
+                drop(s);
+                self.enqueue(task.clone());
+            }
+            RunState::Running => s.wake_pending = true,
+            _ => {}
+        }
+    }
+
+    fn park(&self, task: &Arc<Task>, deadline: Option<Instant>) {
+        if let Some(d) = deadline {
+            self.timers.heap.lock().push(TimerEntry(d, task.tid));
+            self.timers.cv.notify_one();
+        }
+        let mut s = task.sched.lock();
+        if s.state == RunState::Dead {
+            return;
+        }
+        if s.wake_pending {
+            s.wake_pending = false;
+            s.state = RunState::Ready;
+            drop(s);
+            self.enqueue(task.clone());
+        } else {
+            s.state = RunState::Blocked;
+        }
+    }
+
+    /// Wakes `task` when host fd `fd` is readable (`write`: writable).
+    pub(crate) fn wait_fd(&self, task: &Arc<Task>, fd: i32, write: bool) -> Result<(), Errno> {
+        let ev = if write { libc::EPOLLOUT } else { libc::EPOLLIN | libc::EPOLLRDHUP } as u32;
+        self.poller.arm(fd, ev | libc::EPOLLHUP as u32, task.tid as u64).map_err(Errno::from)
+    }
+
+    /// Ends a process: kills its address space and, for init, the sandbox.
+    pub(crate) fn exit_group(&self, tg: &Arc<ThreadGroup>, status: ExitStatus) {
+        if tg.exiting.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let tasks = tg.tasks();
+        for t in &tasks {
+            t.sched.lock().state = RunState::Dead;
+            self.tasks.lock().remove(&t.tid);
+        }
+        if let Some(t) = tasks.first() {
+            if let Some(inner) = t.inner.try_lock() {
+                inner.ctx.address_space().kill();
+            } else {
+                t.interrupter.interrupt();
+            }
+        }
+        if tg.pid == 1 {
+            self.finish(status);
+        }
+    }
+
+    /// Records the sandbox's end and wakes `wait_exited`.
+    pub(crate) fn finish(&self, status: ExitStatus) {
+        let mut e = self.exit.lock();
+        if e.is_none() {
+            *e = Some(status);
+        }
+        self.exit_cv.notify_all();
+    }
+
+    /// Records why the sandbox ended abnormally (shown by the CLI).
+    pub(crate) fn set_exit_reason(&self, why: String) {
+        let mut r = self.exit_reason.lock();
+        if r.is_none() {
+            *r = Some(why);
+        }
+    }
+
+    /// Why the sandbox ended abnormally, if it did.
+    pub fn exit_reason(&self) -> Option<String> {
+        self.exit_reason.lock().clone()
+    }
+
+    /// Blocks until init exits; returns its status.
+    pub fn wait_exited(&self) -> ExitStatus {
+        let mut e = self.exit.lock();
+        while e.is_none() {
+            self.exit_cv.wait(&mut e);
+        }
+        e.unwrap_or(ExitStatus::Exited(0))
+    }
+
+    /// Kills every guest process and stops the workers.
+    pub fn shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        let tasks: Vec<Arc<Task>> = self.tasks.lock().values().cloned().collect();
+        for t in tasks {
+            if let Some(inner) = t.inner.try_lock() {
+                inner.ctx.address_space().kill();
+            }
+        }
+        for w in &self.workers {
+            w.bell.ring();
+        }
+        self.timers.cv.notify_all();
+    }
+
+    fn task(&self, tid: i32) -> Option<Arc<Task>> {
+        self.tasks.lock().get(&tid).cloned()
+    }
+
+    /// Serves one stop of a task; returns whether the worker keeps watching it.
+    fn handle_stop(&self, task: &Arc<Task>, stop: Stop) -> bool {
+        match stop {
+            Stop::Syscall { .. } => self.run_syscall(task),
+            Stop::Started | Stop::Interrupted => {
+                if task.tg.exiting.load(Ordering::SeqCst) {
+                    return false;
+                }
+                self.resume(task)
+            }
+            Stop::Fault { signo, addr, .. } => {
+                if self.config.strace {
+                    eprintln!("[pid {}] --- signal {signo} (fault at {addr:#x}) ---", task.tg.pid);
+                    eprintln!("[pid {}] +++ killed by signal {signo} +++", task.tg.pid);
+                }
+                self.exit_group(&task.tg, ExitStatus::Signaled(signo));
+                false
+            }
+            Stop::Died => {
+                if !task.tg.exiting.load(Ordering::SeqCst) {
+                    self.set_exit_reason(format!(
+                        "the guest's stub process (host pid {}) died unexpectedly",
+                        task.inner.lock().ctx.address_space().host_pid()
+                    ));
+                    self.exit_group(&task.tg, ExitStatus::Signaled(libc::SIGKILL));
+                }
+                false
+            }
+        }
+    }
+
+    fn resume(&self, task: &Arc<Task>) -> bool {
+        let mut inner = task.inner.lock();
+        match inner.ctx.resume() {
+            Ok(()) => true,
+            Err(_) => {
+                drop(inner);
+                self.handle_stop(task, Stop::Died)
+            }
+        }
+    }
+
+    /// Runs (or re-runs) the syscall in the task's registers.
+    fn run_syscall(&self, task: &Arc<Task>) -> bool {
+        if task.tg.exiting.load(Ordering::SeqCst) {
+            return false;
+        }
+        let mut inner = task.inner.lock();
+        let out = syscalls::dispatch(self, task, &mut inner);
+        match out {
+            Outcome::Return(v) => {
+                inner.ctx.regs_mut().rax = v as u64;
+                drop(inner);
+                self.resume(task)
+            }
+            Outcome::Block { deadline } => {
+                drop(inner);
+                self.park(task, deadline);
+                false
+            }
+            Outcome::Exited => false,
+        }
+    }
+
+    /// A task from the ready queue: first entry, or a woken syscall.
+    fn run_ready(&self, task: &Arc<Task>) -> bool {
+        {
+            let mut s = task.sched.lock();
+            if s.state == RunState::Dead {
+                return false;
+            }
+            s.state = RunState::Running;
+            s.wake_pending = false;
+        }
+        let start = std::mem::take(&mut task.inner.lock().pending_start);
+        if start {
+            return self.resume(task);
+        }
+        self.run_syscall(task)
+    }
+}
+
+fn worker_main(k: Weak<Kernel>, index: usize) {
+    let mut watched: Vec<Arc<Task>> = Vec::new();
+    let mut idle: u32 = 0;
+    let mut armed: Option<u32> = None;
+    loop {
+        let Some(k) = k.upgrade() else { return };
+        if k.shutdown.load(Ordering::Relaxed) {
+            return;
+        }
+        let w = k.workers[index].clone();
+        let mut busy = false;
+        loop {
+            let next = w.ready.lock().pop_front();
+            let Some(t) = next else { break };
+            busy = true;
+            if run_guarded(&k, &t, |k, t| k.run_ready(t)) {
+                watched.push(t);
+            }
+        }
+        let mut i = 0;
+        while i < watched.len() {
+            let t = watched[i].clone();
+            let stop = if t.state() == RunState::Dead { Some(Stop::Died) } else { t.inner.lock().ctx.poll() };
+            if let Some(stop) = stop {
+                busy = true;
+                let keep = if t.state() == RunState::Dead {
+                    false
+                } else {
+                    run_guarded(&k, &t, |k, t| k.handle_stop(t, stop))
+                };
+                if !keep {
+                    watched.swap_remove(i);
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        if busy {
+            idle = 0;
+            armed = None;
+            continue;
+        }
+        if let Some(token) = armed.take() {
+            drop(k);
+            w.bell.sleep(token, Duration::from_millis(200));
+            idle = 0;
+            continue;
+        }
+        idle += 1;
+        if idle >= k.spin_rounds {
+            armed = Some(w.bell.prepare());
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Runs `f`, turning a panic in the sentry into the death of that guest
+/// process rather than of the sandbox's workers.
+fn run_guarded(k: &Arc<Kernel>, t: &Arc<Task>, f: impl FnOnce(&Kernel, &Arc<Task>) -> bool) -> bool {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(k, t))) {
+        Ok(keep) => keep,
+        Err(_) => {
+            k.set_exit_reason(format!("internal error while serving task {}", t.tid));
+            k.exit_group(&t.tg, ExitStatus::Signaled(libc::SIGKILL));
+            false
+        }
+    }
+}
+
+fn timer_main(k: Weak<Kernel>) {
+    loop {
+        let Some(kernel) = k.upgrade() else { return };
+        if kernel.shutdown.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut heap = kernel.timers.heap.lock();
+        let now = Instant::now();
+        let mut due = Vec::new();
+        while heap.peek().is_some_and(|e| e.0 <= now) {
+            if let Some(e) = heap.pop() {
+                due.push(e.1);
+            }
+        }
+        if due.is_empty() {
+            let next = heap.peek().map(|e| e.0);
+            let cv = &kernel.timers.cv;
+            match next {
+                Some(t) => {
+                    cv.wait_until(&mut heap, t);
+                }
+                None => {
+                    cv.wait_for(&mut heap, Duration::from_secs(1));
+                }
+            }
+            continue;
+        }
+        drop(heap);
+        for tid in due {
+            if let Some(t) = kernel.task(tid) {
+                kernel.wake(&t);
+            }
+        }
+    }
+}
+
+fn poller_main(k: Weak<Kernel>) {
+    loop {
+        let Some(kernel) = k.upgrade() else { return };
+        if kernel.shutdown.load(Ordering::Relaxed) {
+            return;
+        }
+        let ready = match kernel.poller.wait(200) {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        for tid in ready {
+            if let Some(t) = kernel.task(tid as i32) {
+                kernel.wake(&t);
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Signal syscalls. Actions, masks and alternate stacks are recorded for the
+//! guest; delivery of guest handlers comes with the signals work.
+
+use super::{ret, Outcome, Sys};
+use crate::errno::Errno;
+use crate::task::SigAction;
+
+const SIGKILL: u64 = 9;
+const SIGSTOP: u64 = 19;
+const UNBLOCKABLE: u64 = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1));
+
+pub fn rt_sigaction(s: &mut Sys) -> Result<Outcome, Errno> {
+    let [sig, act, oact, size, ..] = s.a;
+    if size != 8 || sig == 0 || sig > 64 {
+        return Err(Errno::EINVAL);
+    }
+    if act != 0 && (sig == SIGKILL || sig == SIGSTOP) {
+        return Err(Errno::EINVAL);
+    }
+    let old = s.task.tg.sigactions.lock()[sig as usize - 1];
+    if act != 0 {
+        let mut b = [0u8; 32];
+        s.mm().read(act, &mut b)?;
+        let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        s.task.tg.sigactions.lock()[sig as usize - 1] =
+            SigAction { handler: w(0), flags: w(1), restorer: w(2), mask: w(3) & !UNBLOCKABLE };
+    }
+    if oact != 0 {
+        let mut b = [0u8; 32];
+        for (i, v) in [old.handler, old.flags, old.restorer, old.mask].iter().enumerate() {
+            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        s.mm().write(oact, &b)?;
+    }
+    ret(0)
+}
+
+pub fn rt_sigprocmask(s: &mut Sys) -> Result<Outcome, Errno> {
+    let [how, set, oset, size, ..] = s.a;
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let old = s.t.sigmask;
+    if set != 0 {
+        let v = s.mm().read_u64(set)?;
+        s.t.sigmask = match how as i32 {
+            libc::SIG_BLOCK => old | v,
+            libc::SIG_UNBLOCK => old & !v,
+            libc::SIG_SETMASK => v,
+            _ => return Err(Errno::EINVAL),
+        } & !UNBLOCKABLE;
+    }
+    if oset != 0 {
+        s.mm().write_u64(oset, old)?;
+    }
+    ret(0)
+}
+
+pub fn sigaltstack(s: &mut Sys) -> Result<Outcome, Errno> {
+    let [ss, oss, ..] = s.a;
+    let old = s.t.altstack;
+    if ss != 0 {
+        let mut b = [0u8; 24];
+        s.mm().read(ss, &mut b)?;
+        let sp = u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
+        let flags = u32::from_le_bytes(b[8..12].try_into().unwrap_or([0; 4])) as u64;
+        let size = u64::from_le_bytes(b[16..24].try_into().unwrap_or([0; 8]));
+        if flags & !(libc::SS_DISABLE as u64 | 1 << 31) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if flags & libc::SS_DISABLE as u64 == 0 && size < libc::MINSIGSTKSZ as u64 {
+            return Err(Errno::ENOMEM);
+        }
+        s.t.altstack = (sp, flags, size);
+    }
+    if oss != 0 {
+        let mut b = [0u8; 24];
+        b[..8].copy_from_slice(&old.0.to_le_bytes());
+        b[8..12].copy_from_slice(&(old.1 as u32).to_le_bytes());
+        b[16..24].copy_from_slice(&old.2.to_le_bytes());
+        s.mm().write(oss, &b)?;
+    }
+    ret(0)
+}

@@ -1,0 +1,123 @@
+//! Time syscalls: clocks from the host, sleeps that park the task.
+
+use std::time::{Duration, Instant};
+
+use sentry_systrap::host;
+
+use super::{ret, Outcome, Sys};
+use crate::errno::Errno;
+use crate::task::Restart;
+
+fn read_timespec(s: &Sys, addr: u64) -> Result<Duration, Errno> {
+    let mut b = [0u8; 16];
+    s.mm().read(addr, &mut b)?;
+    let sec = i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
+    let nsec = i64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8]));
+    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Duration::new(sec as u64, nsec as u32))
+}
+
+fn write_timespec(s: &Sys, addr: u64, sec: i64, nsec: i64) -> Result<(), Errno> {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&sec.to_le_bytes());
+    b[8..].copy_from_slice(&nsec.to_le_bytes());
+    s.mm().write(addr, &b)
+}
+
+fn host_clock(s: &Sys, clock: u64) -> Result<i32, Errno> {
+    let c = clock as i32;
+    match c {
+        libc::CLOCK_REALTIME
+        | libc::CLOCK_MONOTONIC
+        | libc::CLOCK_MONOTONIC_RAW
+        | libc::CLOCK_REALTIME_COARSE
+        | libc::CLOCK_MONOTONIC_COARSE
+        | libc::CLOCK_BOOTTIME => Ok(c),
+        libc::CLOCK_PROCESS_CPUTIME_ID | libc::CLOCK_THREAD_CPUTIME_ID => Ok(-1),
+        _ => {
+            let _ = s;
+            Err(Errno::EINVAL)
+        }
+    }
+}
+
+/// CPU time of the task's stub process (until the cpu clock exists).
+fn cpu_time(s: &Sys) -> (i64, i64) {
+    let pid = s.t.ctx.address_space().host_pid();
+    let ticks = host::process_ticks(pid).unwrap_or(0);
+    ((ticks / 100) as i64, ((ticks % 100) * 10_000_000) as i64)
+}
+
+pub fn clock_gettime(s: &mut Sys) -> Result<Outcome, Errno> {
+    let c = host_clock(s, s.a[0])?;
+    let (sec, nsec) = if c < 0 { cpu_time(s) } else { host::clock_gettime(c).map_err(Errno::from)? };
+    write_timespec(s, s.a[1], sec, nsec)?;
+    ret(0)
+}
+
+pub fn clock_getres(s: &mut Sys) -> Result<Outcome, Errno> {
+    let c = host_clock(s, s.a[0])?;
+    if s.a[1] != 0 {
+        let (sec, nsec) = if c < 0 { (0, 1) } else { host::clock_getres(c).map_err(Errno::from)? };
+        write_timespec(s, s.a[1], sec, nsec)?;
+    }
+    ret(0)
+}
+
+pub fn gettimeofday(s: &mut Sys) -> Result<Outcome, Errno> {
+    if s.a[0] != 0 {
+        let (sec, nsec) = host::clock_gettime(libc::CLOCK_REALTIME).map_err(Errno::from)?;
+        write_timespec(s, s.a[0], sec, nsec / 1000)?;
+    }
+    if s.a[1] != 0 {
+        s.mm().write(s.a[1], &[0u8; 8])?;
+    }
+    ret(0)
+}
+
+pub fn time(s: &mut Sys) -> Result<Outcome, Errno> {
+    let (sec, _) = host::clock_gettime(libc::CLOCK_REALTIME).map_err(Errno::from)?;
+    if s.a[0] != 0 {
+        s.mm().write_u64(s.a[0], sec as u64)?;
+    }
+    ret(sec)
+}
+
+/// Sleeps until `deadline`, parking the task; runs again when woken.
+fn sleep_until(s: &mut Sys, deadline: Instant) -> Result<Outcome, Errno> {
+    if Instant::now() >= deadline {
+        s.t.restart = None;
+        return ret(0);
+    }
+    s.t.restart = Some(Restart::Sleep { deadline });
+    Ok(Outcome::Block { deadline: Some(deadline) })
+}
+
+pub fn nanosleep(s: &mut Sys) -> Result<Outcome, Errno> {
+    if let Some(Restart::Sleep { deadline }) = s.t.restart.clone() {
+        return sleep_until(s, deadline);
+    }
+    let d = read_timespec(s, s.a[0])?;
+    sleep_until(s, Instant::now() + d)
+}
+
+pub fn clock_nanosleep(s: &mut Sys) -> Result<Outcome, Errno> {
+    if let Some(Restart::Sleep { deadline }) = s.t.restart.clone() {
+        return sleep_until(s, deadline);
+    }
+    let c = host_clock(s, s.a[0])?;
+    if c < 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let d = read_timespec(s, s.a[2])?;
+    let deadline = if s.a[1] as i32 & libc::TIMER_ABSTIME != 0 {
+        let (sec, nsec) = host::clock_gettime(c).map_err(Errno::from)?;
+        let now = Duration::new(sec as u64, nsec as u32);
+        Instant::now() + d.saturating_sub(now)
+    } else {
+        Instant::now() + d
+    };
+    sleep_until(s, deadline)
+}

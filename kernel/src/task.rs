@@ -1,0 +1,130 @@
+//! Tasks (guest threads) and thread groups (guest processes).
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use sentry_systrap::{Context, Interrupter};
+
+use crate::mm::Mm;
+use crate::vfs::FdTable;
+
+/// A syscall's saved progress while its task is blocked.
+#[derive(Clone, Debug)]
+pub enum Restart {
+    /// Sleeping until the deadline; `rem` is where to write the remaining
+    /// time if interrupted.
+    Sleep { deadline: Instant },
+}
+
+/// Scheduling state of a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// In the guest or being served by a worker.
+    Running,
+    /// Parked on a wait source; not watched by any worker.
+    Blocked,
+    /// Woken, queued on a worker's ready queue.
+    Ready,
+    /// Gone.
+    Dead,
+}
+
+pub(crate) struct Sched {
+    pub state: RunState,
+    /// A wake-up arrived while the task was still Running (about to block).
+    pub wake_pending: bool,
+}
+
+/// A guest thread's state, locked by the worker serving it.
+pub struct TaskInner {
+    pub ctx: Box<dyn Context>,
+    pub restart: Option<Restart>,
+    /// The next run must enter the guest for the first time.
+    pub pending_start: bool,
+    pub clear_child_tid: u64,
+    pub robust_list: (u64, u64),
+    pub sigmask: u64,
+    pub altstack: (u64, u64, u64),
+}
+
+/// A guest thread.
+pub struct Task {
+    pub tid: i32,
+    pub tg: Arc<ThreadGroup>,
+    pub(crate) worker: AtomicUsize,
+    pub(crate) sched: Mutex<Sched>,
+    pub inner: Mutex<TaskInner>,
+    pub interrupter: Arc<dyn Interrupter>,
+}
+
+impl Task {
+    pub fn new(tid: i32, tg: Arc<ThreadGroup>, ctx: Box<dyn Context>, worker: usize) -> Arc<Task> {
+        let interrupter = ctx.interrupter();
+        let t = Arc::new(Task {
+            tid,
+            tg: tg.clone(),
+            worker: AtomicUsize::new(worker),
+            sched: Mutex::new(Sched { state: RunState::Running, wake_pending: false }),
+            inner: Mutex::new(TaskInner {
+                ctx,
+                restart: None,
+                pending_start: true,
+                clear_child_tid: 0,
+                robust_list: (0, 0),
+                sigmask: 0,
+                altstack: (0, 2, 0),
+            }),
+            interrupter,
+        });
+        tg.tasks.lock().push(Arc::downgrade(&t));
+        t
+    }
+
+    pub fn state(&self) -> RunState {
+        self.sched.lock().state
+    }
+
+    pub fn worker(&self) -> usize {
+        self.worker.load(Ordering::Relaxed)
+    }
+}
+
+/// Working directory and umask.
+pub struct FsState {
+    pub cwd: OwnedFd,
+    pub cwd_path: Vec<u8>,
+    pub umask: u32,
+}
+
+/// A recorded signal action (delivery comes with the signals issue).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SigAction {
+    pub handler: u64,
+    pub flags: u64,
+    pub restorer: u64,
+    pub mask: u64,
+}
+
+/// A guest process.
+pub struct ThreadGroup {
+    pub pid: i32,
+    pub ppid: i32,
+    pub mm: Arc<Mm>,
+    pub fds: Arc<FdTable>,
+    pub fs: Mutex<FsState>,
+    /// The executable's path as given to exec.
+    pub exe: Vec<u8>,
+    pub sigactions: Mutex<[SigAction; 64]>,
+    pub exiting: AtomicBool,
+    pub(crate) tasks: Mutex<Vec<Weak<Task>>>,
+}
+
+impl ThreadGroup {
+    /// Live tasks of the group.
+    pub fn tasks(&self) -> Vec<Arc<Task>> {
+        self.tasks.lock().iter().filter_map(|w| w.upgrade()).collect()
+    }
+}
