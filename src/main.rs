@@ -16,7 +16,8 @@ use sentry_kernel::{CreateError, CreateProcessArgs, Kernel, KernelConfig};
 use sentry_systrap::systrap::Systrap;
 use sentry_systrap::Platform;
 
-const USAGE: &str = "usage: sentry run [--platform systrap] [--cpus N] [--strace] [--no-spin] -- PROGRAM [ARGS...]
+const USAGE: &str =
+    "usage: sentry run [--platform systrap] [--cpus N] [--strace] [--no-spin] -- PROGRAM [ARGS...]
        sentry syscalls";
 
 struct RunArgs {
@@ -28,13 +29,21 @@ struct RunArgs {
 }
 
 fn parse_run(args: &[String]) -> Result<RunArgs, String> {
-    let mut r = RunArgs { platform: "systrap".into(), cpus: None, strace: false, spin: true, program: vec![] };
+    let mut r = RunArgs {
+        platform: "systrap".into(),
+        cpus: None,
+        strace: false,
+        spin: true,
+        program: vec![],
+    };
     let mut i = 0;
     while i < args.len() {
         let a = &args[i];
         let value = |i: &mut usize| -> Result<String, String> {
             *i += 1;
-            args.get(*i).cloned().ok_or_else(|| format!("{a} needs a value"))
+            args.get(*i)
+                .cloned()
+                .ok_or_else(|| format!("{a} needs a value"))
         };
         match a.as_str() {
             "--" => {
@@ -44,9 +53,14 @@ fn parse_run(args: &[String]) -> Result<RunArgs, String> {
             "--platform" => r.platform = value(&mut i)?,
             "--cpus" => {
                 let v = value(&mut i)?;
-                let n: usize = v.parse().map_err(|_| format!("--cpus: not a number: {v}"))?;
+                let n: usize = v
+                    .parse()
+                    .map_err(|_| format!("--cpus: not a number: {v}"))?;
                 if n == 0 || n > sentry_systrap::MAX_WORKERS {
-                    return Err(format!("--cpus must be between 1 and {}", sentry_systrap::MAX_WORKERS));
+                    return Err(format!(
+                        "--cpus must be between 1 and {}",
+                        sentry_systrap::MAX_WORKERS
+                    ));
                 }
                 r.cpus = Some(n);
             }
@@ -104,10 +118,16 @@ fn run(args: RunArgs) -> ExitCode {
         eprintln!("sentry: {}: command not found", args.program[0]);
         return ExitCode::from(127);
     };
-    let cpus = args
-        .cpus
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let config = KernelConfig { cpus, strace: args.strace, spin: args.spin };
+    let cpus = args.cpus.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let config = KernelConfig {
+        cpus,
+        strace: args.strace,
+        spin: args.spin,
+    };
     let kernel = match Kernel::new(platform, config) {
         Ok(k) => k,
         Err(e) => {
@@ -115,10 +135,16 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(125);
         }
     };
-    let cwd = std::env::current_dir().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| "/".into());
+    let cwd = std::env::current_dir()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "/".into());
     let create = CreateProcessArgs {
         filename,
-        argv: args.program.iter().map(|s| s.clone().into_bytes()).collect(),
+        argv: args
+            .program
+            .iter()
+            .map(|s| s.clone().into_bytes())
+            .collect(),
         envv: std::env::vars_os()
             .map(|(k, v)| {
                 let mut e = k.into_encoded_bytes();

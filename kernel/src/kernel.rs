@@ -108,12 +108,19 @@ impl Kernel {
         platform.set_spin(if config.spin { 20_000 } else { 0 });
         let workers = (0..cpus)
             .map(|i| {
-                Arc::new(Worker { index: i, bell: platform.bell(i), ready: Mutex::new(VecDeque::new()) })
+                Arc::new(Worker {
+                    index: i,
+                    bell: platform.bell(i),
+                    ready: Mutex::new(VecDeque::new()),
+                })
             })
             .collect();
         let k = Arc::new(Kernel {
             platform: platform.clone(),
-            config: KernelConfig { cpus, ..config.clone() },
+            config: KernelConfig {
+                cpus,
+                ..config.clone()
+            },
             workers,
             tasks: Mutex::new(HashMap::new()),
             next_tid: AtomicI32::new(1),
@@ -138,7 +145,11 @@ impl Kernel {
         let core_ids = core_affinity::get_core_ids().unwrap_or_default();
         for i in 0..cpus {
             let weak = Arc::downgrade(&k);
-            let core = if core_ids.is_empty() { None } else { Some(core_ids[i % core_ids.len()]) };
+            let core = if core_ids.is_empty() {
+                None
+            } else {
+                Some(core_ids[i % core_ids.len()])
+            };
             std::thread::Builder::new()
                 .name(format!("worker-{i}"))
                 .spawn(move || {
@@ -220,8 +231,14 @@ impl Kernel {
 
     /// Wakes `task` when host fd `fd` is readable (`write`: writable).
     pub(crate) fn wait_fd(&self, task: &Arc<Task>, fd: i32, write: bool) -> Result<(), Errno> {
-        let ev = if write { libc::EPOLLOUT } else { libc::EPOLLIN | libc::EPOLLRDHUP } as u32;
-        self.poller.arm(fd, ev | libc::EPOLLHUP as u32, task.tid as u64).map_err(Errno::from)
+        let ev = if write {
+            libc::EPOLLOUT
+        } else {
+            libc::EPOLLIN | libc::EPOLLRDHUP
+        } as u32;
+        self.poller
+            .arm(fd, ev | libc::EPOLLHUP as u32, task.tid as u64)
+            .map_err(Errno::from)
     }
 
     /// Ends a process: kills its address space and, for init, the sandbox.
@@ -308,7 +325,10 @@ impl Kernel {
             }
             Stop::Fault { signo, addr, .. } => {
                 if self.config.strace {
-                    eprintln!("[pid {}] --- signal {signo} (fault at {addr:#x}) ---", task.tg.pid);
+                    eprintln!(
+                        "[pid {}] --- signal {signo} (fault at {addr:#x}) ---",
+                        task.tg.pid
+                    );
                     eprintln!("[pid {}] +++ killed by signal {signo} +++", task.tg.pid);
                 }
                 self.exit_group(&task.tg, ExitStatus::Signaled(signo));
@@ -400,7 +420,11 @@ fn worker_main(k: Weak<Kernel>, index: usize) {
         let mut i = 0;
         while i < watched.len() {
             let t = watched[i].clone();
-            let stop = if t.state() == RunState::Dead { Some(Stop::Died) } else { t.inner.lock().ctx.poll() };
+            let stop = if t.state() == RunState::Dead {
+                Some(Stop::Died)
+            } else {
+                t.inner.lock().ctx.poll()
+            };
             if let Some(stop) = stop {
                 busy = true;
                 let keep = if t.state() == RunState::Dead {
@@ -437,7 +461,11 @@ fn worker_main(k: Weak<Kernel>, index: usize) {
 
 /// Runs `f`, turning a panic in the sentry into the death of that guest
 /// process rather than of the sandbox's workers.
-fn run_guarded(k: &Arc<Kernel>, t: &Arc<Task>, f: impl FnOnce(&Kernel, &Arc<Task>) -> bool) -> bool {
+fn run_guarded(
+    k: &Arc<Kernel>,
+    t: &Arc<Task>,
+    f: impl FnOnce(&Kernel, &Arc<Task>) -> bool,
+) -> bool {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(k, t))) {
         Ok(keep) => keep,
         Err(_) => {

@@ -75,7 +75,11 @@ impl Mm {
     pub fn new(mem: Arc<MemoryFile>) -> Mm {
         Mm {
             mem,
-            inner: Mutex::new(Inner { vmas: BTreeMap::new(), brk_start: 0, brk: 0 }),
+            inner: Mutex::new(Inner {
+                vmas: BTreeMap::new(),
+                brk_start: 0,
+                brk: 0,
+            }),
         }
     }
 
@@ -97,7 +101,11 @@ impl Mm {
     }
 
     fn overlaps(inner: &Inner, start: u64, end: u64) -> bool {
-        inner.vmas.range(..end).next_back().is_some_and(|(_, v)| v.end > start)
+        inner
+            .vmas
+            .range(..end)
+            .next_back()
+            .is_some_and(|(_, v)| v.end > start)
     }
 
     /// A free range of `len` bytes, top-down from MMAP_TOP (or at `hint`).
@@ -148,7 +156,13 @@ impl Mm {
         }
         inner.vmas.insert(
             start,
-            Vma { start, end: start + len, prot, file_off: range.offset, kind },
+            Vma {
+                start,
+                end: start + len,
+                prot,
+                file_off: range.offset,
+                kind,
+            },
         );
         Ok(start)
     }
@@ -168,7 +182,9 @@ impl Mm {
 
     /// Splits VMAs so that `at` is a boundary.
     fn split(inner: &mut Inner, at: u64) {
-        let Some((_, v)) = inner.vmas.range(..at).next_back() else { return };
+        let Some((_, v)) = inner.vmas.range(..at).next_back() else {
+            return;
+        };
         if v.end <= at || v.start == at {
             return;
         }
@@ -198,14 +214,23 @@ impl Mm {
         ctx.unmap(addr, len).map_err(platform_err)?;
         for k in keys {
             if let Some(v) = inner.vmas.remove(&k) {
-                self.mem.release(FileRange { offset: v.file_off, len: v.end - v.start });
+                self.mem.release(FileRange {
+                    offset: v.file_off,
+                    len: v.end - v.start,
+                });
             }
         }
         Ok(())
     }
 
     /// Changes protections in `[addr, addr + len)`; every page must be mapped.
-    pub fn protect(&self, ctx: &mut dyn Context, addr: u64, len: u64, prot: Prot) -> Result<(), Errno> {
+    pub fn protect(
+        &self,
+        ctx: &mut dyn Context,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+    ) -> Result<(), Errno> {
         if addr % PAGE_SIZE != 0 {
             return Err(Errno::EINVAL);
         }
@@ -213,7 +238,10 @@ impl Mm {
         if len == 0 {
             return Ok(());
         }
-        let end = addr.checked_add(len).filter(|&e| e <= GUEST_END).ok_or(Errno::ENOMEM)?;
+        let end = addr
+            .checked_add(len)
+            .filter(|&e| e <= GUEST_END)
+            .ok_or(Errno::ENOMEM)?;
         let mut inner = self.inner.lock();
         // Every page must be mapped.
         let mut cur = addr;
@@ -263,7 +291,14 @@ impl Mm {
                 }
             }
             if self
-                .map_anon(ctx, old_top, new_top - old_top, Prot::RW, true, VmaKind::Heap)
+                .map_anon(
+                    ctx,
+                    old_top,
+                    new_top - old_top,
+                    Prot::RW,
+                    true,
+                    VmaKind::Heap,
+                )
                 .is_err()
             {
                 return cur;
@@ -364,36 +399,67 @@ impl Mm {
 
     /// Copies guest memory into `buf` (needs readable pages).
     pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        self.walk(addr, buf.len() as u64, |p| p.read || p.write || p.exec, |off, at, n| {
-            self.mem.read(off, &mut buf[at..at + n]).map_err(|_| Errno::EFAULT)
-        })
+        self.walk(
+            addr,
+            buf.len() as u64,
+            |p| p.read || p.write || p.exec,
+            |off, at, n| {
+                self.mem
+                    .read(off, &mut buf[at..at + n])
+                    .map_err(|_| Errno::EFAULT)
+            },
+        )
     }
 
     fn read_unchecked(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        self.walk(addr, buf.len() as u64, |_| true, |off, at, n| {
-            self.mem.read(off, &mut buf[at..at + n]).map_err(|_| Errno::EFAULT)
-        })
+        self.walk(
+            addr,
+            buf.len() as u64,
+            |_| true,
+            |off, at, n| {
+                self.mem
+                    .read(off, &mut buf[at..at + n])
+                    .map_err(|_| Errno::EFAULT)
+            },
+        )
     }
 
     /// Copies `buf` into guest memory (needs writable pages).
     pub fn write(&self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
-        self.walk(addr, buf.len() as u64, |p| p.write, |off, at, n| {
-            self.mem.write(off, &buf[at..at + n]).map_err(|_| Errno::EFAULT)
-        })
+        self.walk(
+            addr,
+            buf.len() as u64,
+            |p| p.write,
+            |off, at, n| {
+                self.mem
+                    .write(off, &buf[at..at + n])
+                    .map_err(|_| Errno::EFAULT)
+            },
+        )
     }
 
     /// Writes regardless of protections (the loader filling read-only text).
     pub fn write_unchecked(&self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
-        self.walk(addr, buf.len() as u64, |_| true, |off, at, n| {
-            self.mem.write(off, &buf[at..at + n]).map_err(|_| Errno::EFAULT)
-        })
+        self.walk(
+            addr,
+            buf.len() as u64,
+            |_| true,
+            |off, at, n| {
+                self.mem
+                    .write(off, &buf[at..at + n])
+                    .map_err(|_| Errno::EFAULT)
+            },
+        )
     }
 
     /// Zeroes guest memory regardless of protections.
     pub fn zero_unchecked(&self, addr: u64, len: u64) -> Result<(), Errno> {
-        self.walk(addr, len, |_| true, |off, _, n| {
-            self.mem.zero(off, n as u64).map_err(|_| Errno::EFAULT)
-        })
+        self.walk(
+            addr,
+            len,
+            |_| true,
+            |off, _, n| self.mem.zero(off, n as u64).map_err(|_| Errno::EFAULT),
+        )
     }
 
     /// Reads a NUL-terminated string of at most `max` bytes (without the NUL).
@@ -441,14 +507,19 @@ impl Mm {
     pub fn discard(&self, addr: u64, len: u64) -> Result<(), Errno> {
         let len = page_up(len).ok_or(Errno::EINVAL)?;
         let mem = self.mem.clone();
-        self.walk(addr, len, |_| true, |off, _, n| {
-            let start = page_up(off).unwrap_or(off);
-            let end = page_down(off + n as u64);
-            if end > start {
-                mem.discard(start, end - start);
-            }
-            Ok(())
-        })
+        self.walk(
+            addr,
+            len,
+            |_| true,
+            |off, _, n| {
+                let start = page_up(off).unwrap_or(off);
+                let end = page_down(off + n as u64);
+                if end > start {
+                    mem.discard(start, end - start);
+                }
+                Ok(())
+            },
+        )
     }
 
     /// The memory-file offset of a mapped, writable guest word (for futexes).
@@ -468,7 +539,10 @@ impl Mm {
     pub fn release_all(&self) {
         let mut inner = self.inner.lock();
         for (_, v) in std::mem::take(&mut inner.vmas) {
-            self.mem.release(FileRange { offset: v.file_off, len: v.end - v.start });
+            self.mem.release(FileRange {
+                offset: v.file_off,
+                len: v.end - v.start,
+            });
         }
     }
 }

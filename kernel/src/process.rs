@@ -30,25 +30,44 @@ pub enum CreateError {
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error("working directory {path}: {source}")]
-    Cwd { path: String, source: std::io::Error },
+    Cwd {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot start the sandbox: {0}")]
     Platform(#[from] sentry_systrap::PlatformError),
 }
 
 impl Kernel {
     /// Creates a process running `args.filename` and queues its first thread.
-    pub fn create_process(self: &Arc<Self>, args: CreateProcessArgs) -> Result<Arc<ThreadGroup>, CreateError> {
+    pub fn create_process(
+        self: &Arc<Self>,
+        args: CreateProcessArgs,
+    ) -> Result<Arc<ThreadGroup>, CreateError> {
         let (bytes, info) = loader::read_executable(&args.filename)?;
-        let cwd_c = std::ffi::CString::new(args.working_directory.clone()).map_err(|_| CreateError::Cwd {
-            path: args.working_directory.clone(),
-            source: std::io::Error::from_raw_os_error(libc::EINVAL),
+        let cwd_c = std::ffi::CString::new(args.working_directory.clone()).map_err(|_| {
+            CreateError::Cwd {
+                path: args.working_directory.clone(),
+                source: std::io::Error::from_raw_os_error(libc::EINVAL),
+            }
         })?;
         let cwd = host::openat(libc::AT_FDCWD, &cwd_c, libc::O_PATH | libc::O_DIRECTORY, 0)
-            .map_err(|source| CreateError::Cwd { path: args.working_directory.clone(), source })?;
+            .map_err(|source| CreateError::Cwd {
+                path: args.working_directory.clone(),
+                source,
+            })?;
         let worker = self.pick_worker();
         let mut ctx = self.platform.new_address_space(&Regs::default(), worker)?;
         let mm = Arc::new(Mm::new(self.platform.memory_file().clone()));
-        let loaded = loader::load(&args.filename, &bytes, &info, &mm, &mut *ctx, &args.argv, &args.envv);
+        let loaded = loader::load(
+            &args.filename,
+            &bytes,
+            &info,
+            &mm,
+            &mut *ctx,
+            &args.argv,
+            &args.envv,
+        );
         if let Err(e) = loaded {
             ctx.address_space().kill();
             return Err(e.into());
@@ -59,7 +78,11 @@ impl Kernel {
             ppid: 0,
             mm,
             fds: Arc::new(FdTable::with_stdio()),
-            fs: Mutex::new(FsState { cwd, cwd_path: args.working_directory.into_bytes(), umask: 0o022 }),
+            fs: Mutex::new(FsState {
+                cwd,
+                cwd_path: args.working_directory.into_bytes(),
+                umask: 0o022,
+            }),
             exe: args.filename.into_bytes(),
             sigactions: Mutex::new([SigAction::default(); 64]),
             exiting: AtomicBool::new(false),

@@ -58,6 +58,8 @@ pub struct Task {
     pub(crate) sched: Mutex<Sched>,
     pub inner: Mutex<TaskInner>,
     pub interrupter: Arc<dyn Interrupter>,
+    /// `comm`, as set by `prctl(PR_SET_NAME)`.
+    pub name: Mutex<[u8; 16]>,
 }
 
 impl Task {
@@ -67,7 +69,10 @@ impl Task {
             tid,
             tg: tg.clone(),
             worker: AtomicUsize::new(worker),
-            sched: Mutex::new(Sched { state: RunState::Running, wake_pending: false }),
+            sched: Mutex::new(Sched {
+                state: RunState::Running,
+                wake_pending: false,
+            }),
             inner: Mutex::new(TaskInner {
                 ctx,
                 restart: None,
@@ -78,6 +83,7 @@ impl Task {
                 altstack: (0, 2, 0),
             }),
             interrupter,
+            name: Mutex::new([0; 16]),
         });
         tg.tasks.lock().push(Arc::downgrade(&t));
         t
@@ -125,6 +131,10 @@ pub struct ThreadGroup {
 impl ThreadGroup {
     /// Live tasks of the group.
     pub fn tasks(&self) -> Vec<Arc<Task>> {
-        self.tasks.lock().iter().filter_map(|w| w.upgrade()).collect()
+        self.tasks
+            .lock()
+            .iter()
+            .filter_map(|w| w.upgrade())
+            .collect()
     }
 }

@@ -52,7 +52,12 @@ pub enum Io {
 
 impl File {
     pub fn new(kind: FileKind, flags: i32, path: impl Into<String>) -> Arc<File> {
-        Arc::new(File { kind, flags: Mutex::new(flags), offset: Mutex::new(0), path: path.into() })
+        Arc::new(File {
+            kind,
+            flags: Mutex::new(flags),
+            offset: Mutex::new(0),
+            path: path.into(),
+        })
     }
 
     fn nonblocking(&self) -> bool {
@@ -105,7 +110,9 @@ impl File {
     /// Reads at `off` without moving the offset.
     pub fn pread(&self, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
         match &self.kind {
-            FileKind::Host { fd, dir: false } => host::pread(fd.as_raw_fd(), buf, off).map_err(Errno::from),
+            FileKind::Host { fd, dir: false } => {
+                host::pread(fd.as_raw_fd(), buf, off).map_err(Errno::from)
+            }
             FileKind::Host { dir: true, .. } => Err(Errno::EISDIR),
             FileKind::Synthetic(data) => {
                 let start = (off as usize).min(data.len());
@@ -137,7 +144,9 @@ impl File {
 
     pub fn lseek(&self, off: i64, whence: i32) -> Result<u64, Errno> {
         match &self.kind {
-            FileKind::Host { fd, dir: true } => host::lseek(fd.as_raw_fd(), off, whence).map_err(Errno::from),
+            FileKind::Host { fd, dir: true } => {
+                host::lseek(fd.as_raw_fd(), off, whence).map_err(Errno::from)
+            }
             FileKind::Host { fd, dir: false } => {
                 let mut cur = self.offset.lock();
                 let base: i64 = match whence {
@@ -154,7 +163,10 @@ impl File {
                     }
                     _ => return Err(Errno::EINVAL),
                 };
-                let new = base.checked_add(off).filter(|&v| v >= 0).ok_or(Errno::EINVAL)?;
+                let new = base
+                    .checked_add(off)
+                    .filter(|&v| v >= 0)
+                    .ok_or(Errno::EINVAL)?;
                 *cur = new as u64;
                 Ok(new as u64)
             }
@@ -166,7 +178,10 @@ impl File {
                     libc::SEEK_END => data.len() as i64,
                     _ => return Err(Errno::EINVAL),
                 };
-                let new = base.checked_add(off).filter(|&v| v >= 0).ok_or(Errno::EINVAL)?;
+                let new = base
+                    .checked_add(off)
+                    .filter(|&v| v >= 0)
+                    .ok_or(Errno::EINVAL)?;
                 *cur = new as u64;
                 Ok(new as u64)
             }
@@ -235,15 +250,27 @@ impl FdTable {
     pub fn with_stdio() -> FdTable {
         let t = FdTable::default();
         for fd in 0..3 {
-            let flags = if fd == 0 { libc::O_RDONLY } else { libc::O_WRONLY };
+            let flags = if fd == 0 {
+                libc::O_RDONLY
+            } else {
+                libc::O_WRONLY
+            };
             let flags = host_flags(fd).unwrap_or(flags);
-            t.install_at(fd, File::new(FileKind::Stdio(fd), flags, format!("stdio:{fd}")), false);
+            t.install_at(
+                fd,
+                File::new(FileKind::Stdio(fd), flags, format!("stdio:{fd}")),
+                false,
+            );
         }
         t
     }
 
     pub fn get(&self, fd: i32) -> Result<Arc<File>, Errno> {
-        self.fds.lock().get(&fd).map(|e| e.file.clone()).ok_or(Errno::EBADF)
+        self.fds
+            .lock()
+            .get(&fd)
+            .map(|e| e.file.clone())
+            .ok_or(Errno::EBADF)
     }
 
     /// Installs at the lowest free descriptor >= `min`.
@@ -265,19 +292,34 @@ impl FdTable {
 
     /// Installs at exactly `fd`, replacing what was there.
     pub fn install_at(&self, fd: i32, file: Arc<File>, cloexec: bool) -> Option<Arc<File>> {
-        self.fds.lock().insert(fd, FdEntry { file, cloexec }).map(|e| e.file)
+        self.fds
+            .lock()
+            .insert(fd, FdEntry { file, cloexec })
+            .map(|e| e.file)
     }
 
     pub fn close(&self, fd: i32) -> Result<Arc<File>, Errno> {
-        self.fds.lock().remove(&fd).map(|e| e.file).ok_or(Errno::EBADF)
+        self.fds
+            .lock()
+            .remove(&fd)
+            .map(|e| e.file)
+            .ok_or(Errno::EBADF)
     }
 
     pub fn cloexec(&self, fd: i32) -> Result<bool, Errno> {
-        self.fds.lock().get(&fd).map(|e| e.cloexec).ok_or(Errno::EBADF)
+        self.fds
+            .lock()
+            .get(&fd)
+            .map(|e| e.cloexec)
+            .ok_or(Errno::EBADF)
     }
 
     pub fn set_cloexec(&self, fd: i32, on: bool) -> Result<(), Errno> {
-        self.fds.lock().get_mut(&fd).map(|e| e.cloexec = on).ok_or(Errno::EBADF)
+        self.fds
+            .lock()
+            .get_mut(&fd)
+            .map(|e| e.cloexec = on)
+            .ok_or(Errno::EBADF)
     }
 
     /// A copy for a new process (`fork`).
@@ -286,9 +328,19 @@ impl FdTable {
             .fds
             .lock()
             .iter()
-            .map(|(&k, e)| (k, FdEntry { file: e.file.clone(), cloexec: e.cloexec }))
+            .map(|(&k, e)| {
+                (
+                    k,
+                    FdEntry {
+                        file: e.file.clone(),
+                        cloexec: e.cloexec,
+                    },
+                )
+            })
             .collect();
-        FdTable { fds: Mutex::new(fds) }
+        FdTable {
+            fds: Mutex::new(fds),
+        }
     }
 }
 
@@ -307,12 +359,21 @@ pub enum Resolved {
 
 /// The number of CPUs the guest sees in /sys (set at kernel init).
 pub fn cpu_list(n: usize) -> Vec<u8> {
-    if n <= 1 { b"0\n".to_vec() } else { format!("0-{}\n", n - 1).into_bytes() }
+    if n <= 1 {
+        b"0\n".to_vec()
+    } else {
+        format!("0-{}\n", n - 1).into_bytes()
+    }
 }
 
 /// Resolves a guest path for `openat`-like calls. `cwd` is the host fd of
 /// the working directory; `dir` the directory file for a dirfd, if any.
-pub fn resolve(path: &[u8], cwd: RawFd, dir: Option<RawFd>, cpus: usize) -> Result<Resolved, Errno> {
+pub fn resolve(
+    path: &[u8],
+    cwd: RawFd,
+    dir: Option<RawFd>,
+    cpus: usize,
+) -> Result<Resolved, Errno> {
     if path.is_empty() {
         return Err(Errno::ENOENT);
     }
@@ -328,14 +389,20 @@ pub fn resolve(path: &[u8], cwd: RawFd, dir: Option<RawFd>, cpus: usize) -> Resu
             _ => {}
         }
         // The host's /proc describes the sentry, not the guest: hide it.
-        if norm == b"/proc" || norm.starts_with(b"/proc/") {
+        if norm.starts_with(b"/proc/") {
             return Err(Errno::ENOENT);
         }
         let c = CString::new(norm).map_err(|_| Errno::EINVAL)?;
-        return Ok(Resolved::Host { dirfd: libc::AT_FDCWD, path: c });
+        return Ok(Resolved::Host {
+            dirfd: libc::AT_FDCWD,
+            path: c,
+        });
     }
     let c = CString::new(path.to_vec()).map_err(|_| Errno::EINVAL)?;
-    Ok(Resolved::Host { dirfd: dir.unwrap_or(cwd), path: c })
+    Ok(Resolved::Host {
+        dirfd: dir.unwrap_or(cwd),
+        path: c,
+    })
 }
 
 /// Collapses `//`, `/./` and trailing `/.` (not `..`, which the host resolves).
@@ -378,7 +445,11 @@ pub fn open(res: Resolved, flags: i32, path_for_name: &[u8]) -> Result<Arc<File>
                     let st = host::fstat(fd.as_raw_fd()).map_err(Errno::from)?;
                     let mode = u32::from_le_bytes(st[24..28].try_into().unwrap_or([0; 4]));
                     let dir = mode & libc::S_IFMT == libc::S_IFDIR;
-                    Ok(File::new(FileKind::Host { fd, dir }, flags & !libc::O_CLOEXEC, name))
+                    Ok(File::new(
+                        FileKind::Host { fd, dir },
+                        flags & !libc::O_CLOEXEC,
+                        name,
+                    ))
                 }
                 Err(e) => {
                     let e = Errno::from(e);

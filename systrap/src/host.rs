@@ -72,7 +72,13 @@ pub fn fstatat(dirfd: RawFd, path: &CStr, flags: i32) -> io::Result<[u8; STAT_SI
     let mut buf = [0u8; STAT_SIZE];
     // SAFETY: path NUL-terminated; buf has room for a struct stat (144 bytes on x86-64).
     let r = unsafe {
-        libc::syscall(libc::SYS_newfstatat, dirfd as i64, path.as_ptr(), buf.as_mut_ptr(), flags as i64)
+        libc::syscall(
+            libc::SYS_newfstatat,
+            dirfd as i64,
+            path.as_ptr(),
+            buf.as_mut_ptr(),
+            flags as i64,
+        )
     };
     cvt(r).map(|_| buf)
 }
@@ -117,7 +123,13 @@ pub fn readlinkat(dirfd: RawFd, path: &CStr) -> io::Result<Vec<u8>> {
 pub fn faccessat(dirfd: RawFd, path: &CStr, mode: i32, flags: i32) -> io::Result<()> {
     // SAFETY: path NUL-terminated.
     let r = unsafe {
-        libc::syscall(libc::SYS_faccessat2, dirfd as i64, path.as_ptr(), mode as i64, flags as i64)
+        libc::syscall(
+            libc::SYS_faccessat2,
+            dirfd as i64,
+            path.as_ptr(),
+            mode as i64,
+            flags as i64,
+        )
     };
     cvt(r).map(|_| ())
 }
@@ -142,7 +154,11 @@ pub fn tiocgwinsz(fd: RawFd) -> io::Result<[u8; 8]> {
 
 /// Whether `fd` polls ready for `events` right now.
 pub fn poll_now(fd: RawFd, events: i16) -> io::Result<i16> {
-    let mut p = libc::pollfd { fd, events, revents: 0 };
+    let mut p = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd.
     cvt(unsafe { libc::poll(&mut p, 1, 0) } as libc::c_long)?;
     Ok(p.revents)
@@ -156,7 +172,10 @@ pub fn getrandom(buf: &mut [u8]) -> io::Result<usize> {
 
 /// `clock_gettime(clock)` as (seconds, nanoseconds).
 pub fn clock_gettime(clock: i32) -> io::Result<(i64, i64)> {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid timespec.
     cvt(unsafe { libc::clock_gettime(clock, &mut ts) } as libc::c_long)?;
     Ok((ts.tv_sec, ts.tv_nsec))
@@ -164,7 +183,10 @@ pub fn clock_gettime(clock: i32) -> io::Result<(i64, i64)> {
 
 /// `clock_getres(clock)` as (seconds, nanoseconds).
 pub fn clock_getres(clock: i32) -> io::Result<(i64, i64)> {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid timespec.
     cvt(unsafe { libc::clock_getres(clock, &mut ts) } as libc::c_long)?;
     Ok((ts.tv_sec, ts.tv_nsec))
@@ -176,8 +198,19 @@ pub fn uname() -> [Vec<u8>; 5] {
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
     // SAFETY: u is a valid utsname.
     unsafe { libc::uname(&mut u) };
-    let f = |a: &[libc::c_char]| a.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-    [f(&u.sysname), f(&u.nodename), f(&u.release), f(&u.version), f(&u.machine)]
+    let f = |a: &[libc::c_char]| {
+        a.iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect()
+    };
+    [
+        f(&u.sysname),
+        f(&u.nodename),
+        f(&u.release),
+        f(&u.version),
+        f(&u.machine),
+    ]
 }
 
 /// CPU ticks (utime + stime) a host process has used, from `/proc/PID/stat`.
@@ -201,12 +234,17 @@ impl Epoll {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: fresh fd.
-        Ok(Epoll { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Epoll {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     /// Arms a one-shot watch for `events` (EPOLLIN/EPOLLOUT bits) on `fd`.
     pub fn arm(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events: events | libc::EPOLLONESHOT as u32, u64: token };
+        let mut ev = libc::epoll_event {
+            events: events | libc::EPOLLONESHOT as u32,
+            u64: token,
+        };
         let epfd = std::os::fd::AsRawFd::as_raw_fd(&self.fd);
         // SAFETY: valid fds and event struct.
         let r = unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_MOD, fd, &mut ev) };

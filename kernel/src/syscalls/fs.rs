@@ -76,7 +76,10 @@ fn iovecs(s: &Sys, addr: u64, count: u64) -> Result<Vec<(u64, usize)>, Errno> {
         .map(|c| {
             let base = u64::from_le_bytes(c[..8].try_into().unwrap_or([0; 8]));
             let len = u64::from_le_bytes(c[8..].try_into().unwrap_or([0; 8])) as usize;
-            total = total.checked_add(len).filter(|&t| t <= MAX_IO).ok_or(Errno::EINVAL)?;
+            total = total
+                .checked_add(len)
+                .filter(|&t| t <= MAX_IO)
+                .ok_or(Errno::EINVAL)?;
             Ok((base, len))
         })
         .collect()
@@ -184,7 +187,8 @@ fn stat_at(s: &Sys, dirfd: u64, path_addr: u64, buf: u64, flags: i32) -> Result<
     } else {
         match resolve(s, dirfd, &path)? {
             Resolved::Host { dirfd, path } => {
-                host::fstatat(dirfd, &path, flags & libc::AT_SYMLINK_NOFOLLOW).map_err(Errno::from)?
+                host::fstatat(dirfd, &path, flags & libc::AT_SYMLINK_NOFOLLOW)
+                    .map_err(Errno::from)?
             }
             Resolved::Special(kind) => File::new(kind, 0, "").stat()?,
         }
@@ -198,7 +202,13 @@ pub fn stat(s: &mut Sys) -> Result<Outcome, Errno> {
 }
 
 pub fn lstat(s: &mut Sys) -> Result<Outcome, Errno> {
-    stat_at(s, libc::AT_FDCWD as u64, s.a[0], s.a[1], libc::AT_SYMLINK_NOFOLLOW)
+    stat_at(
+        s,
+        libc::AT_FDCWD as u64,
+        s.a[0],
+        s.a[1],
+        libc::AT_SYMLINK_NOFOLLOW,
+    )
 }
 
 pub fn newfstatat(s: &mut Sys) -> Result<Outcome, Errno> {
@@ -221,7 +231,9 @@ pub fn statx(s: &mut Sys) -> Result<Outcome, Errno> {
         host::statx(fd, c"", flags, mask).map_err(Errno::from)?
     } else {
         match resolve(s, s.a[0], &path)? {
-            Resolved::Host { dirfd, path } => host::statx(dirfd, &path, flags, mask).map_err(Errno::from)?,
+            Resolved::Host { dirfd, path } => {
+                host::statx(dirfd, &path, flags, mask).map_err(Errno::from)?
+            }
             Resolved::Special(_) => {
                 let c = std::ffi::CString::new(path).map_err(|_| Errno::EINVAL)?;
                 host::statx(libc::AT_FDCWD, &c, flags, mask).map_err(Errno::from)?
@@ -253,7 +265,9 @@ fn do_readlink(s: &Sys, dirfd: u64, path_addr: u64, buf: u64, size: u64) -> Resu
         s.task.tg.exe.clone()
     } else {
         match resolve(s, dirfd, &path)? {
-            Resolved::Host { dirfd, path } => host::readlinkat(dirfd, &path).map_err(Errno::from)?,
+            Resolved::Host { dirfd, path } => {
+                host::readlinkat(dirfd, &path).map_err(Errno::from)?
+            }
             Resolved::Special(_) => return Err(Errno::EINVAL),
         }
     };
@@ -275,7 +289,8 @@ fn do_access(s: &Sys, dirfd: u64, path_addr: u64, mode: u64, flags: u64) -> Resu
     match resolve(s, dirfd, &path)? {
         Resolved::Special(_) => ret(0),
         Resolved::Host { dirfd, path } => {
-            let flags = flags as i32 & (libc::AT_SYMLINK_NOFOLLOW | libc::AT_EACCESS | libc::AT_EMPTY_PATH);
+            let flags =
+                flags as i32 & (libc::AT_SYMLINK_NOFOLLOW | libc::AT_EACCESS | libc::AT_EMPTY_PATH);
             host::faccessat(dirfd, &path, mode as i32, flags).map_err(Errno::from)?;
             if mode as i32 & libc::W_OK != 0 {
                 return Err(Errno::EROFS);
@@ -308,7 +323,8 @@ pub fn getcwd(s: &mut Sys) -> Result<Outcome, Errno> {
 }
 
 fn set_cwd(s: &Sys, fd: std::os::fd::OwnedFd) -> Result<Outcome, Errno> {
-    let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(Errno::from)?;
+    let path =
+        std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(Errno::from)?;
     let mut fs = s.task.tg.fs.lock();
     fs.cwd = fd;
     fs.cwd_path = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
@@ -319,7 +335,8 @@ pub fn chdir(s: &mut Sys) -> Result<Outcome, Errno> {
     let path = path_arg(s, s.a[0])?;
     match resolve(s, libc::AT_FDCWD as u64, &path)? {
         Resolved::Host { dirfd, path } => {
-            let fd = host::openat(dirfd, &path, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(Errno::from)?;
+            let fd = host::openat(dirfd, &path, libc::O_PATH | libc::O_DIRECTORY, 0)
+                .map_err(Errno::from)?;
             set_cwd(s, fd)
         }
         Resolved::Special(_) => Err(Errno::ENOTDIR),
@@ -343,7 +360,11 @@ pub fn fcntl(s: &mut Sys) -> Result<Outcome, Errno> {
     match s.a[1] as i32 {
         libc::F_DUPFD => ret(fds.install(f, false, s.a[2] as i32)?),
         libc::F_DUPFD_CLOEXEC => ret(fds.install(f, true, s.a[2] as i32)?),
-        libc::F_GETFD => ret(if fds.cloexec(fd)? { libc::FD_CLOEXEC } else { 0 }),
+        libc::F_GETFD => ret(if fds.cloexec(fd)? {
+            libc::FD_CLOEXEC
+        } else {
+            0
+        }),
         libc::F_SETFD => {
             fds.set_cloexec(fd, s.a[2] as i32 & libc::FD_CLOEXEC != 0)?;
             ret(0)
@@ -370,7 +391,10 @@ fn do_dup3(s: &Sys, old: u64, new: u64, flags: i32) -> Result<Outcome, Errno> {
     if new as i32 >= vfs::MAX_FDS || (new as i32) < 0 {
         return Err(Errno::EBADF);
     }
-    s.task.tg.fds.install_at(new as i32, f, flags & libc::O_CLOEXEC != 0);
+    s.task
+        .tg
+        .fds
+        .install_at(new as i32, f, flags & libc::O_CLOEXEC != 0);
     ret(new as i32)
 }
 
@@ -394,7 +418,9 @@ pub fn dup3(s: &mut Sys) -> Result<Outcome, Errno> {
 
 pub fn ioctl(s: &mut Sys) -> Result<Outcome, Errno> {
     let f = file(s, s.a[0])?;
-    let vfs::FileKind::Stdio(fd) = f.kind else { return Err(Errno::ENOTTY) };
+    let vfs::FileKind::Stdio(fd) = f.kind else {
+        return Err(Errno::ENOTTY);
+    };
     match s.a[1] {
         libc::TCGETS => {
             let t = host::tcgets(fd).map_err(Errno::from)?;
@@ -408,4 +434,30 @@ pub fn ioctl(s: &mut Sys) -> Result<Outcome, Errno> {
         }
         _ => Err(Errno::ENOTTY),
     }
+}
+
+pub fn sendfile(s: &mut Sys) -> Result<Outcome, Errno> {
+    let out = file(s, s.a[0])?;
+    let inp = file(s, s.a[1])?;
+    let mut buf = vec![0u8; (s.a[3] as usize).min(CHUNK)];
+    let n = if s.a[2] != 0 {
+        let off = s.mm().read_u64(s.a[2])?;
+        let n = inp.pread(&mut buf, off)?;
+        s.mm().write_u64(s.a[2], off + n as u64)?;
+        n
+    } else {
+        match inp.read(&mut buf)? {
+            Io::Done(n) => n,
+            Io::WouldBlock(fd) => return wait_host(s, fd, false),
+        }
+    };
+    let mut done = 0;
+    while done < n {
+        let w = out.write(&buf[done..n])?;
+        if w == 0 {
+            break;
+        }
+        done += w;
+    }
+    ret(done)
 }

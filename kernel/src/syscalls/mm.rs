@@ -25,12 +25,24 @@ pub fn mmap(s: &mut Sys) -> Result<Outcome, Errno> {
     let fixed = flags & libc::MAP_FIXED != 0;
     let noreplace = flags & libc::MAP_FIXED_NOREPLACE != 0;
     let mm = s.task.tg.mm.clone();
-    if noreplace && mm.vmas().iter().any(|v| v.start < addr + len && v.end > addr) {
+    if noreplace
+        && mm
+            .vmas()
+            .iter()
+            .any(|v| v.start < addr + len && v.end > addr)
+    {
         return Err(Errno::EEXIST);
     }
     let prot = Prot::from_bits(prot);
     if flags & libc::MAP_ANONYMOUS != 0 {
-        let at = mm.map_anon(&mut *s.t.ctx, addr, len, prot, fixed || noreplace, VmaKind::Anon)?;
+        let at = mm.map_anon(
+            &mut *s.t.ctx,
+            addr,
+            len,
+            prot,
+            fixed || noreplace,
+            VmaKind::Anon,
+        )?;
         return ret(at as i64);
     }
     // A file: a private copy of its bytes.
@@ -94,6 +106,12 @@ pub fn mremap(s: &mut Sys) -> Result<Outcome, Errno> {
         return Err(Errno::EINVAL);
     }
     let mm = s.task.tg.mm.clone();
-    let at = mm.remap(&mut *s.t.ctx, s.a[0], s.a[1], s.a[2], flags & libc::MREMAP_MAYMOVE != 0)?;
+    let at = mm.remap(
+        &mut *s.t.ctx,
+        s.a[0],
+        s.a[1],
+        s.a[2],
+        flags & libc::MREMAP_MAYMOVE != 0,
+    )?;
     ret(at as i64)
 }

@@ -131,6 +131,7 @@ table! {
     SYS_dup => fs::dup, [Fd], Full;
     SYS_dup2 => fs::dup2, [Fd, Fd], Full;
     SYS_dup3 => fs::dup3, [Fd, Fd, Hex], Full;
+    SYS_sendfile => fs::sendfile, [Fd, Fd, Ptr, Int], Full;
     SYS_ioctl => fs::ioctl, [Fd, Hex, Ptr], Partial("TCGETS and TIOCGWINSZ on stdio");
     SYS_brk => mm::brk, [Hex], Full;
     SYS_mmap => mm::mmap, [Hex, Int, Hex, Hex, Fd, Hex], Partial("file mappings are private copies");
@@ -155,6 +156,7 @@ table! {
     SYS_getegid => process::getgid, [], Full;
     SYS_sched_getaffinity => process::sched_getaffinity, [Int, Int, Ptr], Full;
     SYS_sched_yield => process::sched_yield, [], Full;
+    SYS_prctl => process::prctl, [Int, Hex, Hex, Hex, Hex], Partial("names and dumpable flag only");
     SYS_exit => process::exit, [Int], Full;
     SYS_exit_group => process::exit_group, [Int], Full;
     SYS_rt_sigaction => signal::rt_sigaction, [Int, Ptr, Ptr, Int], Partial("recorded; no delivery yet");
@@ -201,13 +203,20 @@ pub fn dispatch(k: &Kernel, task: &Arc<Task>, t: &mut TaskInner) -> Outcome {
     let a = regs.syscall_args();
     let entry = lookup(nr);
     let strace = k.config.strace;
-    let pre = if strace { entry.map(|e| format_args_pre(task, e, &a)) } else { None };
+    let pre = if strace {
+        entry.map(|e| format_args_pre(task, e, &a))
+    } else {
+        None
+    };
     let mut sys = Sys { k, task, t, a };
     let result = match entry {
         Some(e) => (e.handler)(&mut sys),
         None => {
             if k.enosys_logged.lock().insert(nr) {
-                eprintln!("sentry: unsupported syscall {} ({nr}) returns ENOSYS", name(nr));
+                eprintln!(
+                    "sentry: unsupported syscall {} ({nr}) returns ENOSYS",
+                    name(nr)
+                );
             }
             Err(Errno::ENOSYS)
         }
@@ -281,11 +290,24 @@ fn format_args_pre(task: &Task, e: &Entry, a: &[u64; 6]) -> Vec<String> {
     e.args
         .iter()
         .enumerate()
-        .map(|(i, &k)| if matches!(k, Arg::OutBuf) { String::new() } else { format_arg(task, k, a[i], a) })
+        .map(|(i, &k)| {
+            if matches!(k, Arg::OutBuf) {
+                String::new()
+            } else {
+                format_arg(task, k, a[i], a)
+            }
+        })
         .collect()
 }
 
-fn trace(task: &Task, nr: u64, entry: Option<&Entry>, pre: Option<Vec<String>>, a: &[u64; 6], out: &Outcome) {
+fn trace(
+    task: &Task,
+    nr: u64,
+    entry: Option<&Entry>,
+    pre: Option<Vec<String>>,
+    a: &[u64; 6],
+    out: &Outcome,
+) {
     let args = match (entry, pre) {
         (Some(e), Some(mut pre)) => {
             for (i, k) in e.args.iter().enumerate() {
@@ -305,15 +327,25 @@ fn trace(task: &Task, nr: u64, entry: Option<&Entry>, pre: Option<Vec<String>>, 
             }
             pre.join(", ")
         }
-        _ => a.iter().map(|v| format!("{v:#x}")).collect::<Vec<_>>().join(", "),
+        _ => a
+            .iter()
+            .map(|v| format!("{v:#x}"))
+            .collect::<Vec<_>>()
+            .join(", "),
     };
     let name = name(nr);
     let result = match out {
         Outcome::Return(v) if *v < 0 && *v > -4096 => {
             let e = Errno(-*v as i32);
-            format!("-1 {} ({})", e.name(), std::io::Error::from_raw_os_error(e.0))
+            format!(
+                "-1 {} ({})",
+                e.name(),
+                std::io::Error::from_raw_os_error(e.0)
+            )
         }
-        Outcome::Return(v) if matches!(name.as_str(), "mmap" | "brk" | "mremap") => format!("{v:#x}"),
+        Outcome::Return(v) if matches!(name.as_str(), "mmap" | "brk" | "mremap") => {
+            format!("{v:#x}")
+        }
         Outcome::Return(v) => v.to_string(),
         Outcome::Block { .. } => "? <blocked>".into(),
         Outcome::Exited => "?".into(),

@@ -30,7 +30,12 @@ pub fn getgid(_: &mut Sys) -> Result<Outcome, Errno> {
 }
 
 pub fn exit(s: &mut Sys) -> Result<Outcome, Errno> {
-    let others = s.task.tg.tasks().iter().any(|t| t.tid != s.task.tid && t.state() != crate::task::RunState::Dead);
+    let others = s
+        .task
+        .tg
+        .tasks()
+        .iter()
+        .any(|t| t.tid != s.task.tid && t.state() != crate::task::RunState::Dead);
     if others {
         let ctid = s.t.clear_child_tid;
         if ctid != 0 {
@@ -48,7 +53,11 @@ pub fn exit(s: &mut Sys) -> Result<Outcome, Errno> {
 pub fn exit_group(s: &mut Sys) -> Result<Outcome, Errno> {
     if s.k.config.strace {
         eprintln!("[pid {:>5}] exit_group({}) = ?", s.task.tid, s.a[0] as i32);
-        eprintln!("[pid {:>5}] +++ exited with {} +++", s.task.tid, s.a[0] as i32 & 0xff);
+        eprintln!(
+            "[pid {:>5}] +++ exited with {} +++",
+            s.task.tid,
+            s.a[0] as i32 & 0xff
+        );
     }
     s.task.tg.exiting.load(Ordering::Relaxed);
     s.k.exit_group(&s.task.tg, ExitStatus::Exited(s.a[0] as i32 & 0xff));
@@ -170,11 +179,38 @@ pub fn sched_getaffinity(s: &mut Sys) -> Result<Outcome, Errno> {
         return Err(Errno::EINVAL);
     }
     let cpus = s.k.config.cpus;
-    let mask: u64 = if cpus >= 64 { u64::MAX } else { (1u64 << cpus) - 1 };
+    let mask: u64 = if cpus >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << cpus) - 1
+    };
     s.mm().write(s.a[2], &mask.to_le_bytes())?;
     ret(8)
 }
 
 pub fn sched_yield(_: &mut Sys) -> Result<Outcome, Errno> {
     ret(0)
+}
+
+pub fn prctl(s: &mut Sys) -> Result<Outcome, Errno> {
+    match s.a[0] as i32 {
+        libc::PR_SET_NAME => {
+            let name = s.mm().read_cstr(s.a[1], 4096)?;
+            let mut n = [0u8; 16];
+            let len = name.len().min(15);
+            n[..len].copy_from_slice(&name[..len]);
+            *s.task.name.lock() = n;
+            ret(0)
+        }
+        libc::PR_GET_NAME => {
+            let n = *s.task.name.lock();
+            s.mm().write(s.a[1], &n)?;
+            ret(0)
+        }
+        libc::PR_GET_DUMPABLE => ret(1),
+        libc::PR_SET_DUMPABLE => ret(0),
+        libc::PR_SET_PDEATHSIG | libc::PR_SET_NO_NEW_PRIVS => ret(0),
+        libc::PR_GET_NO_NEW_PRIVS => ret(1),
+        _ => Err(Errno::EINVAL),
+    }
 }

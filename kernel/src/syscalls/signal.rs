@@ -22,12 +22,19 @@ pub fn rt_sigaction(s: &mut Sys) -> Result<Outcome, Errno> {
         let mut b = [0u8; 32];
         s.mm().read(act, &mut b)?;
         let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-        s.task.tg.sigactions.lock()[sig as usize - 1] =
-            SigAction { handler: w(0), flags: w(1), restorer: w(2), mask: w(3) & !UNBLOCKABLE };
+        s.task.tg.sigactions.lock()[sig as usize - 1] = SigAction {
+            handler: w(0),
+            flags: w(1),
+            restorer: w(2),
+            mask: w(3) & !UNBLOCKABLE,
+        };
     }
     if oact != 0 {
         let mut b = [0u8; 32];
-        for (i, v) in [old.handler, old.flags, old.restorer, old.mask].iter().enumerate() {
+        for (i, v) in [old.handler, old.flags, old.restorer, old.mask]
+            .iter()
+            .enumerate()
+        {
             b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
         }
         s.mm().write(oact, &b)?;

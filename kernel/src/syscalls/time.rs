@@ -52,7 +52,11 @@ fn cpu_time(s: &Sys) -> (i64, i64) {
 
 pub fn clock_gettime(s: &mut Sys) -> Result<Outcome, Errno> {
     let c = host_clock(s, s.a[0])?;
-    let (sec, nsec) = if c < 0 { cpu_time(s) } else { host::clock_gettime(c).map_err(Errno::from)? };
+    let (sec, nsec) = if c < 0 {
+        cpu_time(s)
+    } else {
+        host::clock_gettime(c).map_err(Errno::from)?
+    };
     write_timespec(s, s.a[1], sec, nsec)?;
     ret(0)
 }
@@ -60,7 +64,11 @@ pub fn clock_gettime(s: &mut Sys) -> Result<Outcome, Errno> {
 pub fn clock_getres(s: &mut Sys) -> Result<Outcome, Errno> {
     let c = host_clock(s, s.a[0])?;
     if s.a[1] != 0 {
-        let (sec, nsec) = if c < 0 { (0, 1) } else { host::clock_getres(c).map_err(Errno::from)? };
+        let (sec, nsec) = if c < 0 {
+            (0, 1)
+        } else {
+            host::clock_getres(c).map_err(Errno::from)?
+        };
         write_timespec(s, s.a[1], sec, nsec)?;
     }
     ret(0)
@@ -92,7 +100,9 @@ fn sleep_until(s: &mut Sys, deadline: Instant) -> Result<Outcome, Errno> {
         return ret(0);
     }
     s.t.restart = Some(Restart::Sleep { deadline });
-    Ok(Outcome::Block { deadline: Some(deadline) })
+    Ok(Outcome::Block {
+        deadline: Some(deadline),
+    })
 }
 
 pub fn nanosleep(s: &mut Sys) -> Result<Outcome, Errno> {
