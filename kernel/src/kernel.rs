@@ -420,11 +420,8 @@ fn worker_main(k: Weak<Kernel>, index: usize) {
         let mut i = 0;
         while i < watched.len() {
             let t = watched[i].clone();
-            let stop = if t.state() == RunState::Dead {
-                Some(Stop::Died)
-            } else {
-                t.inner.lock().ctx.poll()
-            };
+            // A task of a dying process stops with Died once its stub is gone.
+            let stop = t.inner.lock().ctx.poll();
             if let Some(stop) = stop {
                 busy = true;
                 let keep = if t.state() == RunState::Dead {
@@ -446,7 +443,7 @@ fn worker_main(k: Weak<Kernel>, index: usize) {
         }
         if let Some(token) = armed.take() {
             drop(k);
-            w.bell.sleep(token, Duration::from_millis(200));
+            w.bell.sleep(token, Duration::from_millis(1000));
             idle = 0;
             continue;
         }
@@ -518,7 +515,7 @@ fn poller_main(k: Weak<Kernel>) {
         if kernel.shutdown.load(Ordering::Relaxed) {
             return;
         }
-        let ready = match kernel.poller.wait(200) {
+        let ready = match kernel.poller.wait(1000) {
             Ok(r) => r,
             Err(_) => return,
         };

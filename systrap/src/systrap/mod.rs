@@ -214,6 +214,7 @@ impl Platform for Systrap {
             proc,
             slot: 0,
             regs: *regs,
+            loaded: *regs,
             fs_base: 0,
             frame: Frame::Started,
             running: false,
@@ -441,6 +442,8 @@ pub struct SystrapContext {
     proc: Arc<StubProcess>,
     slot: u64,
     regs: Regs,
+    /// The registers as read from the kernel frame, to write back only changes.
+    loaded: Regs,
     fs_base: u64,
     frame: Frame,
     running: bool,
@@ -486,6 +489,7 @@ impl SystrapContext {
                 .slot_read(self.slot, uc_off + uc::GREGS + 8 * i as u64);
         }
         self.regs = Regs::from_array(a);
+        self.loaded = self.regs;
         self.frame = Frame::Kernel(uc_off);
         let word1 = self.proc.slot_read(self.slot, si_off + 8); // si_code (low half after si_errno)
         let si_code = (word1 & 0xffff_ffff) as i32;
@@ -718,6 +722,7 @@ impl Context for SystrapContext {
             proc,
             slot,
             regs: *regs,
+            loaded: *regs,
             fs_base,
             frame: Frame::Started,
             running: true,

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The main job: build the sentry and run a real static program sandboxed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+cargo build --release --quiet
+target/release/sentry run -- /bin/busybox sh -c 'echo "hello from pid $$ inside the sandbox"; uname -a; ls /'
