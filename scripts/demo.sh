@@ -4,4 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo build --release --quiet
-target/release/sentry run -- /bin/busybox sh -c 'echo "hello from pid $$ inside the sandbox"; uname -a; ls /'
+# (fork is not served yet, so each command is its own sandboxed program)
+target/release/sentry run -- /bin/busybox sh -c 'echo "hello from pid $$ inside the sandbox"'
+target/release/sentry run -- /bin/busybox uname -a
+target/release/sentry run -- /bin/busybox ls /
