@@ -35,7 +35,29 @@ sentry_stub_start:
 sentry_stub_handler:
     movq %rsp, %r12
     andq ${SLOT_MASK}, %r12
-    movl %edi, {P_SIGNO}(%r12)
+    /* Copy the syscall registers next to the handoff word (gregs at uc+40:
+     * r8 +0, r9 +8, r10 +16, rdi +64, rsi +72, rdx +96, rax +104). */
+    movq 144(%rdx), %rax
+    movq %rax, {P_SYSREGS}(%r12)
+    movq 104(%rdx), %rax
+    movq %rax, {P_SYSREGS}+8(%r12)
+    movq 112(%rdx), %rax
+    movq %rax, {P_SYSREGS}+16(%r12)
+    movq 136(%rdx), %rax
+    movq %rax, {P_SYSREGS}+24(%r12)
+    movq 56(%rdx), %rax
+    movq %rax, {P_SYSREGS}+32(%r12)
+    movq 40(%rdx), %rax
+    movq %rax, {P_SYSREGS}+40(%r12)
+    movq 48(%rdx), %rax
+    movq %rax, {P_SYSREGS}+48(%r12)
+    /* SIGSYS from a 32-bit gate: siginfo _sigsys._arch (offset 28) is not x86-64. */
+    cmpl $31, %edi
+    jne 3f
+    cmpl $0xc000003e, 28(%rsi)
+    je 3f
+    orl ${SIGNO_COMPAT}, %edi
+3:  movl %edi, {P_SIGNO}(%r12)
     subq %r12, %rsi
     movq %rsi, {P_SIGINFO_OFF}(%r12)
     subq %r12, %rdx
@@ -88,7 +110,12 @@ sentry_stub_wait:
     jmp .Lfatal
 
 .Lresume:
-    /* Back to the restorer the kernel pushed: rt_sigreturn loads the frame. */
+    /* The result goes into the frame's rax; then back to the restorer the
+     * kernel pushed: rt_sigreturn loads the frame. */
+    movq {P_UCONTEXT_OFF}(%r12), %rdx
+    addq %r12, %rdx
+    movq {P_SYSREGS}(%r12), %rax
+    movq %rax, 144(%rdx)
     ret
 
 .Lenter:

@@ -367,7 +367,7 @@ impl Kernel {
         let out = syscalls::dispatch(self, task, &mut inner);
         match out {
             Outcome::Return(v) => {
-                inner.ctx.regs_mut().rax = v as u64;
+                inner.ctx.set_syscall_return(v as u64);
                 drop(inner);
                 self.resume(task)
             }

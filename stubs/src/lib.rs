@@ -98,19 +98,27 @@ pub const SIGNO_STARTED: u32 = 0;
 
 /// The per-thread handoff page, at the start of each thread slot.
 ///
-/// Fields are grouped by writer: line 0 is the handoff word both sides write
-/// in turn, line 1 is written by the stub, line 2 by the sentry.
+/// Fields are grouped by writer. Line 0 is the hot line of a syscall round
+/// trip: the handoff word, the stop's signal and the syscall registers,
+/// which the stub copies out of the kernel frame and the sentry answers in
+/// place (`sysregs[0]` = rax = number in, result out), so one round trip
+/// moves this one cache line between the cores and nothing else. Line 1 is
+/// written by the stub, line 2 by the sentry.
 #[repr(C, align(4096))]
 pub struct StubPage {
-    // --- line 0: the handoff word (futex) ---
+    // --- line 0: handoff (both sides, in turn) ---
     /// One of the `ST_*` values.
     pub state: AtomicU32,
-    _pad0: [u8; 60],
-    // --- line 1: written by the stub ---
-    /// The host signal that stopped the thread, or [`SIGNO_STARTED`].
+    /// The host signal that stopped the thread, or [`SIGNO_STARTED`]; bit 16
+    /// ([`SIGNO_COMPAT`]) marks a syscall entered through a 32-bit gate.
     pub signo: AtomicU32,
+    /// rax, rdi, rsi, rdx, r10, r8, r9 at the stop; rax is the result on
+    /// resume (the stub copies it into the frame).
+    pub sysregs: [AtomicU64; 7],
+    // --- line 1: written by the stub ---
     /// Non-zero while the stub sleeps in `FUTEX_WAIT` on `state`.
     pub stub_sleeping: AtomicU32,
+    _pad1a: u32,
     /// Offset in the slot of the kernel's `ucontext` for this stop.
     pub ucontext_off: AtomicU64,
     /// Offset in the slot of the kernel's `siginfo` for this stop.
@@ -136,10 +144,14 @@ pub struct StubPage {
     pub cmd_args: [AtomicU64; 6],
 }
 
+/// Set in `StubPage::signo` when a SIGSYS came from a non-x86-64 entry.
+pub const SIGNO_COMPAT: u32 = 1 << 16;
+
 const _: () = {
     assert!(offset_of!(StubPage, state) == 0);
-    assert!(offset_of!(StubPage, signo) == 64);
-    assert!(offset_of!(StubPage, stub_sleeping) == 68);
+    assert!(offset_of!(StubPage, signo) == 4);
+    assert!(offset_of!(StubPage, sysregs) == 8);
+    assert!(offset_of!(StubPage, stub_sleeping) == 64);
     assert!(offset_of!(StubPage, ucontext_off) == 72);
     assert!(offset_of!(StubPage, siginfo_off) == 80);
     assert!(offset_of!(StubPage, cmd_result) == 88);
@@ -182,6 +194,8 @@ core::arch::global_asm!(
     include_str!("../../asm/stub.S"),
     P_STATE = const offset_of!(StubPage, state),
     P_SIGNO = const offset_of!(StubPage, signo),
+    P_SYSREGS = const offset_of!(StubPage, sysregs),
+    SIGNO_COMPAT = const SIGNO_COMPAT,
     P_STUB_SLEEPING = const offset_of!(StubPage, stub_sleeping),
     P_UCONTEXT_OFF = const offset_of!(StubPage, ucontext_off),
     P_SIGINFO_OFF = const offset_of!(StubPage, siginfo_off),

@@ -178,8 +178,13 @@ pub trait Context: Send {
     /// Non-blocking: `Some` when the guest has stopped since the last
     /// `resume` (the registers then describe the stop).
     fn poll(&mut self) -> Option<Stop>;
-    /// Registers of the stopped thread.
-    fn regs(&self) -> &Regs;
+    /// Registers of the stopped thread (loads them all if a stop only
+    /// carried the syscall registers).
+    fn regs(&mut self) -> &Regs;
+    /// The syscall number and arguments of a `Stop::Syscall` (cheap).
+    fn syscall_args(&self) -> (u64, [u64; 6]);
+    /// Sets the syscall's return value (rax) for `resume`.
+    fn set_syscall_return(&mut self, value: u64);
     /// Registers to run with on `resume`.
     fn regs_mut(&mut self) -> &mut Regs;
     /// The FS segment base (TLS pointer) the thread runs with.

@@ -198,9 +198,7 @@ pub fn name(nr: u64) -> String {
 
 /// Serves the syscall in the task's registers.
 pub fn dispatch(k: &Kernel, task: &Arc<Task>, t: &mut TaskInner) -> Outcome {
-    let regs = *t.ctx.regs();
-    let nr = regs.rax;
-    let a = regs.syscall_args();
+    let (nr, a) = t.ctx.syscall_args();
     let entry = lookup(nr);
     let strace = k.config.strace;
     let pre = if strace {

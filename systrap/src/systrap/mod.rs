@@ -29,10 +29,10 @@ use std::time::{Duration, Instant};
 use memmap2::MmapRaw;
 use parking_lot::Mutex;
 use sentry_stubs::{
-    Doorbell, StubPage, DOORBELLS_SIZE, ENTER_FRAME_OFF, MAX_SLOTS, MAX_WORKERS, SIGNO_STARTED,
-    SIGSTACK_OFF, SIG_INTERRUPT, SLOT_SIZE, STUB_CODE, STUB_CODE_SIZE, STUB_MEMFILE_FD,
-    STUB_SLOTFILE_FD, STUB_SLOTS, ST_CMD_CLONE, ST_CMD_DONE, ST_CMD_EXIT, ST_CMD_SYSCALL, ST_ENTER,
-    ST_RESUME, ST_TRAPPED,
+    Doorbell, StubPage, DOORBELLS_SIZE, ENTER_FRAME_OFF, MAX_SLOTS, MAX_WORKERS, SIGNO_COMPAT,
+    SIGNO_STARTED, SIGSTACK_OFF, SIG_INTERRUPT, SLOT_SIZE, STUB_CODE, STUB_CODE_SIZE,
+    STUB_MEMFILE_FD, STUB_SLOTFILE_FD, STUB_SLOTS, ST_CMD_CLONE, ST_CMD_DONE, ST_CMD_EXIT,
+    ST_CMD_SYSCALL, ST_ENTER, ST_RESUME, ST_TRAPPED,
 };
 
 use crate::bpf::{self, SockFilter};
@@ -428,11 +428,17 @@ impl Interrupter for ThreadInterrupter {
     }
 }
 
+/// Whether a frame of `size` bytes at slot offset `off` lies in the signal stack.
+fn frame_in_stack(off: u64, size: u64) -> bool {
+    off % 8 == 0 && off >= SIGSTACK_OFF && off.checked_add(size).is_some_and(|e| e <= SLOT_SIZE)
+}
+
 /// What `resume` must do with the registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Frame {
-    /// Stopped in the handler; the kernel's frame is at this slot offset.
-    Kernel(u64),
+    /// Stopped in the handler; the kernel's frame is at this slot offset
+    /// once the full registers were loaded (`None`: only the hot line).
+    Kernel(Option<u64>),
     /// A new thread waiting for its first registers.
     Started,
 }
@@ -451,7 +457,6 @@ pub struct SystrapContext {
 }
 
 const SIGSYS: i32 = 31;
-const AUDIT_ARCH_X86_64: u64 = 0xc000_003e;
 
 impl SystrapContext {
     fn page(&self) -> &StubPage {
@@ -465,22 +470,57 @@ impl SystrapContext {
         Some(Stop::Died)
     }
 
+    /// Reads a stop from the page's hot line; the full register set stays in
+    /// the kernel frame until someone asks for it (`ensure_full`).
     fn load_stop(&mut self) -> Option<Stop> {
-        let page = self.page();
-        let signo = page.signo.load(Ordering::Relaxed);
-        if signo == SIGNO_STARTED {
+        let (raw, r) = {
+            let page = self.page();
+            let r: [u64; 7] = std::array::from_fn(|i| page.sysregs[i].load(Ordering::Relaxed));
+            (page.signo.load(Ordering::Relaxed), r)
+        };
+        if raw == SIGNO_STARTED {
             self.frame = Frame::Started;
             return Some(Stop::Started);
         }
-        let uc_off = page.ucontext_off.load(Ordering::Relaxed);
-        let si_off = page.siginfo_off.load(Ordering::Relaxed);
-        let valid = |off: u64, size: u64| {
-            off % 8 == 0
-                && off >= SIGSTACK_OFF
-                && off.checked_add(size).is_some_and(|e| e <= SLOT_SIZE)
-        };
-        if !valid(uc_off, uc::SIZE) || !valid(si_off, 32) {
-            return self.fail("stop frame outside the signal stack");
+        let regs = &mut self.regs;
+        [
+            regs.rax, regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9,
+        ] = r;
+        self.frame = Frame::Kernel(None);
+        let signo = (raw & 0xffff) as i32;
+        match signo {
+            SIGSYS => Some(Stop::Syscall {
+                compat: raw & SIGNO_COMPAT != 0,
+            }),
+            s if s == SIG_INTERRUPT => Some(Stop::Interrupted),
+            s @ (libc::SIGSEGV | libc::SIGBUS | libc::SIGFPE | libc::SIGILL | libc::SIGTRAP) => {
+                let si_off = self.page().siginfo_off.load(Ordering::Relaxed);
+                if !frame_in_stack(si_off, 32) || !self.ensure_full() {
+                    return self.fail("stop frame outside the signal stack");
+                }
+                let si_code = (self.proc.slot_read(self.slot, si_off + 8) & 0xffff_ffff) as i32;
+                let addr = self.proc.slot_read(self.slot, si_off + 16);
+                Some(Stop::Fault {
+                    signo: s,
+                    code: si_code,
+                    addr,
+                })
+            }
+            _ => self.fail("unknown stop signal"),
+        }
+    }
+
+    /// Loads every register from the kernel frame (once per stop). False if
+    /// the page points outside the signal stack (the guest scribbled on it).
+    fn ensure_full(&mut self) -> bool {
+        match self.frame {
+            Frame::Kernel(Some(_)) | Frame::Started => return true,
+            Frame::Kernel(None) => {}
+        }
+        let uc_off = self.page().ucontext_off.load(Ordering::Relaxed);
+        if !frame_in_stack(uc_off, uc::SIZE) {
+            self.proc.kill_now();
+            return false;
         }
         let mut a = [0u64; Regs::COUNT];
         for (i, v) in a.iter_mut().enumerate() {
@@ -488,29 +528,14 @@ impl SystrapContext {
                 .proc
                 .slot_read(self.slot, uc_off + uc::GREGS + 8 * i as u64);
         }
+        // The sentry answers through the hot line's rax, which the stub
+        // copies into the frame; keep the number it read there.
+        let rax = self.regs.rax;
         self.regs = Regs::from_array(a);
         self.loaded = self.regs;
-        self.frame = Frame::Kernel(uc_off);
-        let word1 = self.proc.slot_read(self.slot, si_off + 8); // si_code (low half after si_errno)
-        let si_code = (word1 & 0xffff_ffff) as i32;
-        let si_addr = self.proc.slot_read(self.slot, si_off + 16);
-        match signo as i32 {
-            SIGSYS => {
-                let arch = self.proc.slot_read(self.slot, si_off + 24) >> 32;
-                Some(Stop::Syscall {
-                    compat: arch != AUDIT_ARCH_X86_64,
-                })
-            }
-            s if s == SIG_INTERRUPT => Some(Stop::Interrupted),
-            s @ (libc::SIGSEGV | libc::SIGBUS | libc::SIGFPE | libc::SIGILL | libc::SIGTRAP) => {
-                Some(Stop::Fault {
-                    signo: s,
-                    code: si_code,
-                    addr: si_addr,
-                })
-            }
-            _ => self.fail("unknown stop signal"),
-        }
+        self.regs.rax = rax;
+        self.frame = Frame::Kernel(Some(uc_off));
+        true
     }
 
     fn write_enter_frame(&self) {
@@ -573,12 +598,22 @@ impl Context for SystrapContext {
         self.load_stop()
     }
 
-    fn regs(&self) -> &Regs {
+    fn regs(&mut self) -> &Regs {
+        self.ensure_full();
         &self.regs
     }
 
     fn regs_mut(&mut self) -> &mut Regs {
+        self.ensure_full();
         &mut self.regs
+    }
+
+    fn syscall_args(&self) -> (u64, [u64; 6]) {
+        (self.regs.rax, self.regs.syscall_args())
+    }
+
+    fn set_syscall_return(&mut self, value: u64) {
+        self.regs.rax = value;
     }
 
     fn fs_base(&self) -> u64 {
@@ -600,11 +635,18 @@ impl Context for SystrapContext {
             return Err(PlatformError::Dead);
         }
         let state = match self.frame {
-            Frame::Kernel(uc_off) => {
-                for (i, v) in self.regs.as_array().into_iter().enumerate() {
-                    self.proc
-                        .slot_write(self.slot, uc_off + uc::GREGS + 8 * i as u64, v);
+            Frame::Kernel(full) => {
+                if let Some(uc_off) = full {
+                    // Only the words the kernel changed (rax goes by the hot line).
+                    let old = self.loaded.as_array();
+                    for (i, v) in self.regs.as_array().into_iter().enumerate() {
+                        if v != old[i] {
+                            self.proc
+                                .slot_write(self.slot, uc_off + uc::GREGS + 8 * i as u64, v);
+                        }
+                    }
                 }
+                self.page().sysregs[0].store(self.regs.rax, Ordering::Relaxed);
                 ST_RESUME
             }
             Frame::Started => {
@@ -612,10 +654,11 @@ impl Context for SystrapContext {
                 ST_ENTER
             }
         };
-        self.page().spin_iters.store(
-            self.proc.shared.spin.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
+        // Written only when it changes: the stub reads this line every stop.
+        let spin = self.proc.shared.spin.load(Ordering::Relaxed);
+        if self.page().spin_iters.load(Ordering::Relaxed) != spin {
+            self.page().spin_iters.store(spin, Ordering::Relaxed);
+        }
         self.running = true;
         self.proc.publish(self.page(), state);
         Ok(())
