@@ -368,8 +368,11 @@ impl Kernel {
         match out {
             Outcome::Return(v) => {
                 inner.ctx.set_syscall_return(v as u64);
+                if inner.ctx.resume().is_ok() {
+                    return true;
+                }
                 drop(inner);
-                self.resume(task)
+                self.handle_stop(task, Stop::Died)
             }
             Outcome::Block { deadline } => {
                 drop(inner);
@@ -398,37 +401,48 @@ impl Kernel {
     }
 }
 
-fn worker_main(k: Weak<Kernel>, index: usize) {
+fn worker_main(weak: Weak<Kernel>, index: usize) {
     let mut watched: Vec<Arc<Task>> = Vec::new();
+    loop {
+        // Hold the kernel only while awake, so dropping it ends the worker.
+        let Some(k) = weak.upgrade() else { return };
+        let w = k.workers[index].clone();
+        let token = serve_until_idle(&k, &w, &mut watched);
+        drop(k);
+        match token {
+            Some(token) => w.bell.sleep(token, Duration::from_millis(1000)),
+            None => return,
+        }
+    }
+}
+
+/// Serves ready and watched tasks until nothing happened for the spin budget;
+/// returns the bell token to sleep on (None: shut down).
+fn serve_until_idle(k: &Arc<Kernel>, w: &Worker, watched: &mut Vec<Arc<Task>>) -> Option<u32> {
     let mut idle: u32 = 0;
     let mut armed: Option<u32> = None;
     loop {
-        let Some(k) = k.upgrade() else { return };
         if k.shutdown.load(Ordering::Relaxed) {
-            return;
+            return None;
         }
-        let w = k.workers[index].clone();
         let mut busy = false;
         loop {
             let next = w.ready.lock().pop_front();
             let Some(t) = next else { break };
             busy = true;
-            if run_guarded(&k, &t, |k, t| k.run_ready(t)) {
+            if run_guarded(k, &t, |k, t| k.run_ready(t)) {
                 watched.push(t);
             }
         }
         let mut i = 0;
         while i < watched.len() {
-            let t = watched[i].clone();
+            let t = &watched[i];
             // A task of a dying process stops with Died once its stub is gone.
             let stop = t.inner.lock().ctx.poll();
             if let Some(stop) = stop {
                 busy = true;
-                let keep = if t.state() == RunState::Dead {
-                    false
-                } else {
-                    run_guarded(&k, &t, |k, t| k.handle_stop(t, stop))
-                };
+                let keep =
+                    t.state() != RunState::Dead && run_guarded(k, t, |k, t| k.handle_stop(t, stop));
                 if !keep {
                     watched.swap_remove(i);
                     continue;
@@ -441,11 +455,9 @@ fn worker_main(k: Weak<Kernel>, index: usize) {
             armed = None;
             continue;
         }
-        if let Some(token) = armed.take() {
-            drop(k);
-            w.bell.sleep(token, Duration::from_millis(1000));
-            idle = 0;
-            continue;
+        if armed.is_some() {
+            // Nothing arrived after the bell was armed: sleep.
+            return armed;
         }
         idle += 1;
         if idle >= k.spin_rounds {
