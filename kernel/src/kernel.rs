@@ -27,7 +27,7 @@ use sentry_systrap::{Platform, Stop, WorkerBell};
 
 use crate::errno::Errno;
 use crate::syscalls::{self, Outcome};
-use crate::task::{RunState, Task, ThreadGroup};
+use crate::task::{RunState, Start, Task, ThreadGroup};
 
 /// How a guest process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +80,8 @@ pub struct Kernel {
     poller: Epoll,
     pub(crate) enosys_logged: Mutex<HashSet<u64>>,
     spin_rounds: u32,
+    /// Futex wait queues, keyed by memory-file offset.
+    pub(crate) futexes: crate::futex::Futexes,
 }
 
 #[derive(PartialEq, Eq)]
@@ -133,6 +135,7 @@ impl Kernel {
             poller: Epoll::new().map_err(Errno::from)?,
             enosys_logged: Mutex::new(HashSet::new()),
             spin_rounds: if config.spin { 4096 } else { 0 },
+            futexes: Default::default(),
         });
         let weak = Arc::downgrade(&k);
         platform.set_death_hook(Box::new(move || {
@@ -177,6 +180,13 @@ impl Kernel {
 
     pub(crate) fn alloc_tid(&self) -> i32 {
         self.next_tid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers a new thread whose context reports `Started` by itself.
+    pub(crate) fn start_thread(&self, task: Arc<Task>) {
+        self.tasks.lock().insert(task.tid, task.clone());
+        task.sched.lock().state = RunState::Ready;
+        self.enqueue(task);
     }
 
     pub(crate) fn pick_worker(&self) -> usize {
@@ -251,13 +261,7 @@ impl Kernel {
             t.sched.lock().state = RunState::Dead;
             self.tasks.lock().remove(&t.tid);
         }
-        if let Some(t) = tasks.first() {
-            if let Some(inner) = t.inner.try_lock() {
-                inner.ctx.address_space().kill();
-            } else {
-                t.interrupter.interrupt();
-            }
-        }
+        tg.address_space.kill();
         if tg.pid == 1 {
             self.finish(status);
         }
@@ -299,9 +303,7 @@ impl Kernel {
         self.shutdown.store(true, Ordering::SeqCst);
         let tasks: Vec<Arc<Task>> = self.tasks.lock().values().cloned().collect();
         for t in tasks {
-            if let Some(inner) = t.inner.try_lock() {
-                inner.ctx.address_space().kill();
-            }
+            t.tg.address_space.kill();
         }
         for w in &self.workers {
             w.bell.ring();
@@ -311,6 +313,17 @@ impl Kernel {
 
     fn task(&self, tid: i32) -> Option<Arc<Task>> {
         self.tasks.lock().get(&tid).cloned()
+    }
+
+    /// A live task by guest TID.
+    pub fn task_by_tid(&self, tid: i32) -> Option<Arc<Task>> {
+        self.task(tid)
+    }
+
+    /// The CPU `getcpu` reports for a task: its worker, a virtual CPU in
+    /// `[0, cpus)`.
+    pub fn current_cpu(&self, task: &Task) -> u32 {
+        (task.worker() % self.workers.len()) as u32
     }
 
     /// Serves one stop of a task; returns whether the worker keeps watching it.
@@ -338,7 +351,7 @@ impl Kernel {
                 if !task.tg.exiting.load(Ordering::SeqCst) {
                     self.set_exit_reason(format!(
                         "the guest's stub process (host pid {}) died unexpectedly",
-                        task.inner.lock().ctx.address_space().host_pid()
+                        task.tg.address_space.host_pid()
                     ));
                     self.exit_group(&task.tg, ExitStatus::Signaled(libc::SIGKILL));
                 }
@@ -393,11 +406,12 @@ impl Kernel {
             s.state = RunState::Running;
             s.wake_pending = false;
         }
-        let start = std::mem::take(&mut task.inner.lock().pending_start);
-        if start {
-            return self.resume(task);
+        let start = std::mem::replace(&mut task.inner.lock().start, Start::Running);
+        match start {
+            Start::Resume => self.resume(task),
+            Start::Watch => true,
+            Start::Running => self.run_syscall(task),
         }
-        self.run_syscall(task)
     }
 }
 

@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod errno;
+pub mod futex;
 pub mod kernel;
 pub mod loader;
 pub mod mm;

@@ -11,7 +11,7 @@ use crate::errno::Errno;
 use crate::kernel::Kernel;
 use crate::loader::{self, LoadError};
 use crate::mm::Mm;
-use crate::task::{FsState, SigAction, Task, ThreadGroup};
+use crate::task::{FsState, SigAction, Start, Task, ThreadGroup};
 use crate::vfs::FdTable;
 
 /// What `create_process` needs.
@@ -75,6 +75,7 @@ impl Kernel {
         let tid = self.alloc_tid();
         let tg = Arc::new(ThreadGroup {
             pid: tid,
+            address_space: ctx.address_space(),
             ppid: 0,
             mm,
             fds: Arc::new(FdTable::with_stdio()),
@@ -83,12 +84,14 @@ impl Kernel {
                 cwd_path: args.working_directory.into_bytes(),
                 umask: 0o022,
             }),
-            exe: args.filename.into_bytes(),
+            exe: std::fs::canonicalize(&args.filename)
+                .map(|p| p.into_os_string().into_encoded_bytes())
+                .unwrap_or_else(|_| args.filename.into_bytes()),
             sigactions: Mutex::new([SigAction::default(); 64]),
             exiting: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
         });
-        let task = Task::new(tid, tg.clone(), ctx, worker);
+        let task = Task::new(tid, tg.clone(), ctx, worker, Start::Resume);
         self.start_task(task);
         Ok(tg)
     }

@@ -6,17 +6,34 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use parking_lot::Mutex;
-use sentry_systrap::{Context, Interrupter};
+use sentry_systrap::{AddressSpace, Context, Interrupter};
 
 use crate::mm::Mm;
 use crate::vfs::FdTable;
 
 /// A syscall's saved progress while its task is blocked.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Restart {
-    /// Sleeping until the deadline; `rem` is where to write the remaining
-    /// time if interrupted.
+    /// Sleeping until the deadline.
     Sleep { deadline: Instant },
+    /// Waiting on a futex (memory-file offset `key`).
+    Futex {
+        key: u64,
+        waiter: Arc<crate::futex::Waiter>,
+        deadline: Option<Instant>,
+    },
+}
+
+/// How a new task reaches the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Its context is stopped and ready: resume it.
+    Resume,
+    /// Its context is a new host thread that reports `Stop::Started` by
+    /// itself: watch it.
+    Watch,
+    /// Already running.
+    Running,
 }
 
 /// Scheduling state of a task.
@@ -42,12 +59,14 @@ pub(crate) struct Sched {
 pub struct TaskInner {
     pub ctx: Box<dyn Context>,
     pub restart: Option<Restart>,
-    /// The next run must enter the guest for the first time.
-    pub pending_start: bool,
+    /// How the task first reaches the guest.
+    pub start: Start,
     pub clear_child_tid: u64,
     pub robust_list: (u64, u64),
     pub sigmask: u64,
     pub altstack: (u64, u64, u64),
+    /// `sched_setaffinity` mask over application cores (0: all).
+    pub affinity: u64,
 }
 
 /// A guest thread.
@@ -63,7 +82,13 @@ pub struct Task {
 }
 
 impl Task {
-    pub fn new(tid: i32, tg: Arc<ThreadGroup>, ctx: Box<dyn Context>, worker: usize) -> Arc<Task> {
+    pub fn new(
+        tid: i32,
+        tg: Arc<ThreadGroup>,
+        ctx: Box<dyn Context>,
+        worker: usize,
+        start: Start,
+    ) -> Arc<Task> {
         let interrupter = ctx.interrupter();
         let t = Arc::new(Task {
             tid,
@@ -76,11 +101,12 @@ impl Task {
             inner: Mutex::new(TaskInner {
                 ctx,
                 restart: None,
-                pending_start: true,
+                start,
                 clear_child_tid: 0,
                 robust_list: (0, 0),
                 sigmask: 0,
                 altstack: (0, 2, 0),
+                affinity: 0,
             }),
             interrupter,
             name: Mutex::new([0; 16]),
@@ -117,6 +143,8 @@ pub struct SigAction {
 /// A guest process.
 pub struct ThreadGroup {
     pub pid: i32,
+    /// The host process the group's threads run in.
+    pub address_space: Arc<dyn AddressSpace>,
     pub ppid: i32,
     pub mm: Arc<Mm>,
     pub fds: Arc<FdTable>,

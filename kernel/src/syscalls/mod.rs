@@ -7,6 +7,7 @@
 //! errno. Unknown numbers return ENOSYS and are logged once per number.
 
 pub mod fs;
+pub mod futex;
 pub mod mm;
 pub mod process;
 pub mod signal;
@@ -157,6 +158,14 @@ table! {
     SYS_sched_getaffinity => process::sched_getaffinity, [Int, Int, Ptr], Full;
     SYS_sched_yield => process::sched_yield, [], Full;
     SYS_prctl => process::prctl, [Int, Hex, Hex, Hex, Hex], Partial("names and dumpable flag only");
+    SYS_clone => process::clone, [Hex, Ptr, Ptr, Ptr, Hex], Partial("threads; new processes come later");
+    SYS_clone3 => process::clone3, [Ptr, Int], Partial("threads; new processes come later");
+    SYS_futex => futex::futex, [Ptr, Int, Int, Ptr, Ptr, Hex], Partial("no PI futexes");
+    SYS_tgkill => process::tgkill, [Int, Int, Int], Partial("default actions only");
+    SYS_tkill => process::tkill, [Int, Int], Partial("default actions only");
+    SYS_kill => process::kill, [Int, Int], Partial("default actions only");
+    SYS_getcpu => process::getcpu, [Ptr, Ptr, Ptr], Full;
+    SYS_sched_setaffinity => process::sched_setaffinity, [Int, Int, Ptr], Partial("recorded");
     SYS_exit => process::exit, [Int], Full;
     SYS_exit_group => process::exit_group, [Int], Full;
     SYS_rt_sigaction => signal::rt_sigaction, [Int, Ptr, Ptr, Int], Partial("recorded; no delivery yet");

@@ -29,6 +29,54 @@ pub fn getgid(_: &mut Sys) -> Result<Outcome, Errno> {
     ret(host::ids().1)
 }
 
+/// What a dying thread owes others: clear and wake its `clear_child_tid`
+/// word and mark the futexes on its robust list as owner-dead.
+fn release_thread(s: &mut Sys) {
+    let mm = s.task.tg.mm.clone();
+    let tid = s.task.tid as u32;
+    let wake = |s: &Sys, addr: u64| {
+        if let Ok(key) = mm.file_offset(addr) {
+            for t in s.k.futexes.wake(key, 1, u32::MAX) {
+                s.k.wake(&t);
+            }
+        }
+    };
+    let (head, _) = s.t.robust_list;
+    if head != 0 {
+        const FUTEX_WAITERS: u32 = 0x8000_0000;
+        const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
+        const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+        let offset = mm.read_u64(head + 8).unwrap_or(0) as i64;
+        let pending = mm.read_u64(head + 16).unwrap_or(0);
+        let mut entry = mm.read_u64(head).unwrap_or(head);
+        let mut seen = 0;
+        let mut entries = Vec::new();
+        while entry != head && entry != 0 && seen < 2048 {
+            entries.push(entry);
+            entry = mm.read_u64(entry).unwrap_or(head);
+            seen += 1;
+        }
+        if pending != 0 {
+            entries.push(pending);
+        }
+        for e in entries {
+            let addr = e.wrapping_add(offset as u64);
+            if let Ok(v) = mm.read_u32(addr) {
+                if v & FUTEX_TID_MASK == tid {
+                    let _ = mm.write_u32(addr, (v & FUTEX_WAITERS) | FUTEX_OWNER_DIED);
+                    if v & FUTEX_WAITERS != 0 {
+                        wake(s, addr);
+                    }
+                }
+            }
+        }
+    }
+    let ctid = s.t.clear_child_tid;
+    if ctid != 0 && mm.write_u32(ctid, 0).is_ok() {
+        wake(s, ctid);
+    }
+}
+
 pub fn exit(s: &mut Sys) -> Result<Outcome, Errno> {
     let others = s
         .task
@@ -37,10 +85,7 @@ pub fn exit(s: &mut Sys) -> Result<Outcome, Errno> {
         .iter()
         .any(|t| t.tid != s.task.tid && t.state() != crate::task::RunState::Dead);
     if others {
-        let ctid = s.t.clear_child_tid;
-        if ctid != 0 {
-            let _ = s.mm().write_u32(ctid, 0);
-        }
+        release_thread(s);
         s.task.sched.lock().state = crate::task::RunState::Dead;
         s.k.tasks.lock().remove(&s.task.tid);
         s.t.ctx.exit_thread();
@@ -48,6 +93,192 @@ pub fn exit(s: &mut Sys) -> Result<Outcome, Errno> {
     }
     s.k.exit_group(&s.task.tg, ExitStatus::Exited(s.a[0] as i32 & 0xff));
     Ok(Outcome::Exited)
+}
+
+const CLONE_THREAD_FLAGS: u64 = (libc::CLONE_VM | libc::CLONE_SIGHAND | libc::CLONE_THREAD) as u64;
+
+fn do_clone(
+    s: &mut Sys,
+    flags: u64,
+    stack: u64,
+    ptid: u64,
+    ctid: u64,
+    tls: u64,
+) -> Result<Outcome, Errno> {
+    let f = |bit: i32| flags & bit as u64 != 0;
+    if f(libc::CLONE_SIGHAND) && !f(libc::CLONE_VM)
+        || f(libc::CLONE_THREAD) && !f(libc::CLONE_SIGHAND)
+    {
+        return Err(Errno::EINVAL);
+    }
+    if flags & CLONE_THREAD_FLAGS != CLONE_THREAD_FLAGS {
+        // New processes (fork, vfork) come with the process model.
+        return Err(Errno::ENOSYS);
+    }
+    if f(libc::CLONE_SETTLS) && tls >= sentry_systrap::GUEST_END {
+        return Err(Errno::EPERM);
+    }
+    let mut regs = *s.t.ctx.regs();
+    regs.rax = 0;
+    if stack != 0 {
+        regs.rsp = stack;
+    }
+    let fs = if f(libc::CLONE_SETTLS) {
+        tls
+    } else {
+        s.t.ctx.fs_base()
+    };
+    let tid = s.k.alloc_tid();
+    let worker = s.k.pick_worker();
+    let ctx =
+        s.t.ctx
+            .new_thread(&regs, fs, worker)
+            .map_err(|_| Errno::EAGAIN)?;
+    if f(libc::CLONE_PARENT_SETTID) {
+        s.mm().write_u32(ptid, tid as u32)?;
+    }
+    if f(libc::CLONE_CHILD_SETTID) {
+        s.mm().write_u32(ctid, tid as u32)?;
+    }
+    let task = crate::task::Task::new(
+        tid,
+        s.task.tg.clone(),
+        ctx,
+        worker,
+        crate::task::Start::Watch,
+    );
+    {
+        let mut t = task.inner.lock();
+        if f(libc::CLONE_CHILD_CLEARTID) {
+            t.clear_child_tid = ctid;
+        }
+        t.sigmask = s.t.sigmask;
+        t.affinity = s.t.affinity;
+    }
+    s.k.start_thread(task);
+    ret(tid)
+}
+
+pub fn clone(s: &mut Sys) -> Result<Outcome, Errno> {
+    let [flags, stack, ptid, ctid, tls, _] = s.a;
+    do_clone(s, flags, stack, ptid, ctid, tls)
+}
+
+pub fn clone3(s: &mut Sys) -> Result<Outcome, Errno> {
+    let size = s.a[1];
+    if !(64..=4096).contains(&size) {
+        return Err(Errno::EINVAL);
+    }
+    let mut b = [0u8; 64];
+    s.mm().read(s.a[0], &mut b)?;
+    let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+    let (flags, _pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls) =
+        (w(0), w(1), w(2), w(3), w(4), w(5), w(6), w(7));
+    if flags & CLONE_THREAD_FLAGS == CLONE_THREAD_FLAGS && exit_signal != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let top = if stack != 0 {
+        stack.checked_add(stack_size).ok_or(Errno::EINVAL)?
+    } else {
+        0
+    };
+    do_clone(s, flags, top, parent_tid, child_tid, tls)
+}
+
+/// Default action of a signal with no guest handler: true if it ends the process.
+fn terminates(sig: u64) -> bool {
+    !matches!(
+        sig as i32,
+        libc::SIGCHLD | libc::SIGURG | libc::SIGWINCH | libc::SIGCONT
+    )
+}
+
+fn send_signal(
+    s: &mut Sys,
+    target: Option<std::sync::Arc<crate::task::Task>>,
+    sig: u64,
+) -> Result<Outcome, Errno> {
+    if sig > 64 {
+        return Err(Errno::EINVAL);
+    }
+    let target = target.ok_or(Errno::ESRCH)?;
+    if sig == 0 {
+        return ret(0);
+    }
+    let action = target.tg.sigactions.lock()[sig as usize - 1];
+    match action.handler {
+        0 if terminates(sig) => {
+            s.k.exit_group(&target.tg, ExitStatus::Signaled(sig as i32));
+            if std::sync::Arc::ptr_eq(&target.tg, &s.task.tg) {
+                return Ok(Outcome::Exited);
+            }
+            ret(0)
+        }
+        0 | 1 => ret(0),
+        _ => {
+            if s.k.enosys_logged.lock().insert(1000 + sig) {
+                eprintln!("sentry: signal {sig} to a guest handler is dropped (delivery is not implemented yet)");
+            }
+            ret(0)
+        }
+    }
+}
+
+pub fn tgkill(s: &mut Sys) -> Result<Outcome, Errno> {
+    let t =
+        s.k.task_by_tid(s.a[1] as i32)
+            .filter(|t| t.tg.pid == s.a[0] as i32);
+    send_signal(s, t, s.a[2])
+}
+
+pub fn tkill(s: &mut Sys) -> Result<Outcome, Errno> {
+    let t = s.k.task_by_tid(s.a[0] as i32);
+    send_signal(s, t, s.a[1])
+}
+
+pub fn kill(s: &mut Sys) -> Result<Outcome, Errno> {
+    let pid = s.a[0] as i32;
+    let t = if pid == 0 || pid == -1 || pid == s.task.tg.pid {
+        Some(s.task.clone())
+    } else {
+        s.k.task_by_tid(pid)
+    };
+    send_signal(s, t, s.a[1])
+}
+
+pub fn getcpu(s: &mut Sys) -> Result<Outcome, Errno> {
+    let cpu = s.k.current_cpu(s.task);
+    if s.a[0] != 0 {
+        s.mm().write_u32(s.a[0], cpu)?;
+    }
+    if s.a[1] != 0 {
+        s.mm().write_u32(s.a[1], 0)?;
+    }
+    ret(0)
+}
+
+pub fn sched_setaffinity(s: &mut Sys) -> Result<Outcome, Errno> {
+    let len = (s.a[1] as usize).min(128);
+    if len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut b = vec![0u8; len];
+    s.mm().read(s.a[2], &mut b)?;
+    let mut m8 = [0u8; 8];
+    let n = len.min(8);
+    m8[..n].copy_from_slice(&b[..n]);
+    let cpus = s.k.config.cpus;
+    let valid: u64 = if cpus >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << cpus) - 1
+    };
+    let mask = u64::from_le_bytes(m8) & valid;
+    if mask == 0 {
+        return Err(Errno::EINVAL);
+    }
+    s.t.affinity = mask;
+    ret(0)
 }
 
 pub fn exit_group(s: &mut Sys) -> Result<Outcome, Errno> {
