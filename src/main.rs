@@ -1,7 +1,7 @@
 //! `sentry`: run an unmodified x86-64 Linux program in the sandbox.
 //!
 //! ```text
-//! sentry run [--platform systrap] [--cpus N] [--strace] [--no-spin] -- PROGRAM [ARGS...]
+//! sentry run [--platform systrap] [--cpus N] [--strace] [--no-spin] [--host-cores] -- PROGRAM [ARGS...]
 //! sentry syscalls        print the syscall support matrix
 //! ```
 //!
@@ -12,12 +12,12 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use sentry_kernel::{CreateError, CreateProcessArgs, Kernel, KernelConfig};
+use sentry_kernel::{CreateError, CreateProcessArgs, InitKernelArgs, Kernel, KernelConfig};
 use sentry_systrap::systrap::Systrap;
 use sentry_systrap::Platform;
 
 const USAGE: &str =
-    "usage: sentry run [--platform systrap] [--cpus N] [--strace] [--no-spin] -- PROGRAM [ARGS...]
+    "usage: sentry run [--platform systrap] [--cpus N] [--strace] [--no-spin] [--host-cores] -- PROGRAM [ARGS...]
        sentry syscalls";
 
 struct RunArgs {
@@ -25,6 +25,7 @@ struct RunArgs {
     cpus: Option<usize>,
     strace: bool,
     spin: bool,
+    host_cores: bool,
     program: Vec<String>,
 }
 
@@ -34,6 +35,7 @@ fn parse_run(args: &[String]) -> Result<RunArgs, String> {
         cpus: None,
         strace: false,
         spin: true,
+        host_cores: false,
         program: vec![],
     };
     let mut i = 0;
@@ -66,6 +68,7 @@ fn parse_run(args: &[String]) -> Result<RunArgs, String> {
             }
             "--strace" => r.strace = true,
             "--no-spin" => r.spin = false,
+            "--host-cores" => r.host_cores = true,
             s if s.starts_with("--platform=") => r.platform = s["--platform=".len()..].into(),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             _ => {
@@ -128,7 +131,13 @@ fn run(args: RunArgs) -> ExitCode {
         strace: args.strace,
         spin: args.spin,
     };
-    let kernel = match Kernel::new(platform, config) {
+    let mut init = InitKernelArgs::host(cpus);
+    init.use_host_cores = args.host_cores;
+    // Terminal and termination signals go to the guest, not to us: block
+    // them before any kernel thread exists, then forward them.
+    const FORWARDED: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+    sentry_systrap::host::block_signals(&FORWARDED);
+    let kernel = match Kernel::init(platform, init, config) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("sentry: cannot start the kernel: {e}");
@@ -138,24 +147,20 @@ fn run(args: RunArgs) -> ExitCode {
     let cwd = std::env::current_dir()
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "/".into());
-    let create = CreateProcessArgs {
-        filename,
-        argv: args
-            .program
-            .iter()
-            .map(|s| s.clone().into_bytes())
-            .collect(),
-        envv: std::env::vars_os()
-            .map(|(k, v)| {
-                let mut e = k.into_encoded_bytes();
-                e.push(b'=');
-                e.extend_from_slice(v.as_encoded_bytes());
-                e
-            })
-            .collect(),
-        working_directory: cwd,
-    };
-    if let Err(e) = kernel.create_process(create) {
+    let argv = args
+        .program
+        .iter()
+        .map(|s| s.clone().into_bytes())
+        .collect();
+    let envv = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut e = k.into_encoded_bytes();
+            e.push(b'=');
+            e.extend_from_slice(v.as_encoded_bytes());
+            e
+        })
+        .collect();
+    if let Err(e) = kernel.create_process(CreateProcessArgs::new(filename, argv, envv, cwd)) {
         eprintln!("sentry: {e}");
         let code = match &e {
             CreateError::Load(sentry_kernel::loader::LoadError::Open { source, .. })
@@ -169,6 +174,19 @@ fn run(args: RunArgs) -> ExitCode {
         kernel.shutdown();
         return ExitCode::from(code);
     }
+    if let Err(e) = kernel.start() {
+        eprintln!("sentry: {e}");
+        kernel.shutdown();
+        return ExitCode::from(125);
+    }
+    let weak = Arc::downgrade(&kernel);
+    let _ = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            let sig = sentry_systrap::host::wait_signal(&FORWARDED);
+            let Some(k) = weak.upgrade() else { return };
+            k.send_external_signal(sig, "sentry received a signal");
+        });
     let status = kernel.wait_exited();
     if let Some(why) = kernel.exit_reason() {
         eprintln!("sentry: {why}");

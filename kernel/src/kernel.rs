@@ -17,7 +17,7 @@
 //! ```
 
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -26,8 +26,29 @@ use sentry_systrap::host::Epoll;
 use sentry_systrap::{Platform, Stop, WorkerBell};
 
 use crate::errno::Errno;
+use crate::init::{
+    Credentials, FeatureSet, InitError, InitKernelArgs, IpcNamespace, Timekeeper, UserNamespace,
+    UtsNamespace,
+};
 use crate::syscalls::{self, Outcome};
 use crate::task::{RunState, Start, Task, ThreadGroup};
+
+/// Errors of `start` and friends.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LifecycleError {
+    #[error("the kernel contains no tasks")]
+    NoTasks,
+    #[error("the kernel was already started")]
+    AlreadyStarted,
+}
+
+/// The kernel acting for itself: root credentials and the root namespaces.
+pub struct SupervisorContext {
+    pub kernel: Weak<Kernel>,
+    pub credentials: Credentials,
+    pub uts: Arc<UtsNamespace>,
+    pub ipc: Arc<IpcNamespace>,
+}
 
 /// How a guest process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,10 +67,11 @@ impl ExitStatus {
     }
 }
 
-/// Settings of a kernel.
+/// Sentry-side options of a kernel (not part of the guest-visible machine).
 #[derive(Clone, Debug)]
 pub struct KernelConfig {
-    /// Application cores: workers, and the CPUs guests see.
+    /// Application cores: workers, and the CPUs guests see. Set by `init`
+    /// from `InitKernelArgs::application_cores`.
     pub cpus: usize,
     /// Print every syscall in strace's format on stderr.
     pub strace: bool,
@@ -82,6 +104,31 @@ pub struct Kernel {
     spin_rounds: u32,
     /// Futex wait queues, keyed by memory-file offset.
     pub(crate) futexes: crate::futex::Futexes,
+    pub features: FeatureSet,
+    pub root_credentials: Credentials,
+    pub root_user_namespace: Arc<UserNamespace>,
+    pub root_uts_namespace: Arc<UtsNamespace>,
+    pub root_ipc_namespace: Arc<IpcNamespace>,
+    pub timekeeper: Arc<Timekeeper>,
+    /// `getcpu` reports the host CPU of the serving worker.
+    pub use_host_cores: bool,
+    pub extra_auxv: Vec<(u64, u64)>,
+    /// Tasks created before `start`, and whether it ran.
+    lifecycle: Mutex<Lifecycle>,
+    /// Pause nesting depth; workers serve nothing while it is non-zero.
+    pause_depth: Mutex<u32>,
+    paused: AtomicBool,
+    pause_cv: Condvar,
+    exit_error: Mutex<Option<String>>,
+    unique_id: AtomicU64,
+    inotify_cookie: AtomicU32,
+}
+
+#[derive(Default)]
+struct Lifecycle {
+    started: bool,
+    global_init: Option<Arc<ThreadGroup>>,
+    waiting: Vec<Arc<Task>>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -104,9 +151,31 @@ struct Timers {
 }
 
 impl Kernel {
-    /// Builds a kernel on `platform` and starts its workers, timer and poller.
-    pub fn new(platform: Arc<dyn Platform>, config: KernelConfig) -> Result<Arc<Kernel>, Errno> {
-        let cpus = config.cpus.clamp(1, sentry_systrap::MAX_WORKERS);
+    /// Builds a kernel with no tasks on `platform` (gVisor's `Kernel.Init`):
+    /// validates `args`, then starts the workers, timers and poller. Tasks
+    /// run once `start` is called.
+    pub fn init(
+        platform: Arc<dyn Platform>,
+        args: InitKernelArgs,
+        config: KernelConfig,
+    ) -> Result<Arc<Kernel>, InitError> {
+        let features = args.feature_set.ok_or(InitError::NoFeatureSet)?;
+        let timekeeper = args.timekeeper.ok_or(InitError::NoTimekeeper)?;
+        let user_ns = args.root_user_namespace.ok_or(InitError::NoUserNamespace)?;
+        if args.application_cores == 0 {
+            return Err(InitError::NoApplicationCores);
+        }
+        let mut cores = args.application_cores;
+        if args.use_host_cores {
+            let min = crate::init::max_possible_cpu()? + 1;
+            if cores < min {
+                eprintln!(
+                    "sentry: host cores in use: application cores raised from {cores} to {min}"
+                );
+                cores = min;
+            }
+        }
+        let cpus = cores.clamp(1, sentry_systrap::MAX_WORKERS);
         platform.set_spin(if config.spin { 20_000 } else { 0 });
         let workers = (0..cpus)
             .map(|i| {
@@ -132,10 +201,25 @@ impl Kernel {
             exit_reason: Mutex::new(None),
             shutdown: AtomicBool::new(false),
             timers: Timers::default(),
-            poller: Epoll::new().map_err(Errno::from)?,
+            poller: Epoll::new().map_err(InitError::Threads)?,
             enosys_logged: Mutex::new(HashSet::new()),
             spin_rounds: if config.spin { 4096 } else { 0 },
             futexes: Default::default(),
+            features,
+            root_credentials: args.root_credentials,
+            root_user_namespace: user_ns,
+            root_uts_namespace: args.root_uts_namespace,
+            root_ipc_namespace: args.root_ipc_namespace,
+            timekeeper,
+            use_host_cores: args.use_host_cores,
+            extra_auxv: args.extra_auxv,
+            lifecycle: Mutex::new(Lifecycle::default()),
+            pause_depth: Mutex::new(0),
+            paused: AtomicBool::new(false),
+            pause_cv: Condvar::new(),
+            exit_error: Mutex::new(None),
+            unique_id: AtomicU64::new(0),
+            inotify_cookie: AtomicU32::new(0),
         });
         let weak = Arc::downgrade(&k);
         platform.set_death_hook(Box::new(move || {
@@ -163,18 +247,18 @@ impl Kernel {
                     }
                     worker_main(weak, i)
                 })
-                .map_err(Errno::from)?;
+                .map_err(InitError::Threads)?;
         }
         let weak: Weak<Kernel> = Arc::downgrade(&k);
         std::thread::Builder::new()
             .name("timers".into())
             .spawn(move || timer_main(weak))
-            .map_err(Errno::from)?;
+            .map_err(InitError::Threads)?;
         let weak: Weak<Kernel> = Arc::downgrade(&k);
         std::thread::Builder::new()
             .name("poller".into())
             .spawn(move || poller_main(weak))
-            .map_err(Errno::from)?;
+            .map_err(InitError::Threads)?;
         Ok(k)
     }
 
@@ -193,11 +277,196 @@ impl Kernel {
         (self.next_worker.fetch_add(1, Ordering::Relaxed) as usize) % self.workers.len()
     }
 
-    /// Registers a new task and queues it to enter the guest.
+    /// Registers a new process's first task; it enters the guest now if the
+    /// kernel runs, else at `start`. The first process becomes global init.
     pub(crate) fn start_task(&self, task: Arc<Task>) {
         self.tasks.lock().insert(task.tid, task.clone());
+        let mut lc = self.lifecycle.lock();
+        if lc.global_init.is_none() {
+            lc.global_init = Some(task.tg.clone());
+        }
+        if !lc.started {
+            lc.waiting.push(task);
+            return;
+        }
+        drop(lc);
         task.sched.lock().state = RunState::Ready;
         self.enqueue(task);
+    }
+
+    /// Starts the tasks created so far (gVisor's `Kernel.Start`).
+    pub fn start(&self) -> Result<(), LifecycleError> {
+        let mut lc = self.lifecycle.lock();
+        if lc.global_init.is_none() {
+            return Err(LifecycleError::NoTasks);
+        }
+        if lc.started {
+            return Err(LifecycleError::AlreadyStarted);
+        }
+        lc.started = true;
+        for t in std::mem::take(&mut lc.waiting) {
+            t.sched.lock().state = RunState::Ready;
+            self.enqueue(t);
+        }
+        Ok(())
+    }
+
+    /// The first process created (PID 1), if any.
+    pub fn global_init(&self) -> Option<Arc<ThreadGroup>> {
+        self.lifecycle.lock().global_init.clone()
+    }
+
+    /// Application cores (the CPUs guests see).
+    pub fn application_cores(&self) -> usize {
+        self.config.cpus
+    }
+
+    /// Kills every process with `status`; the sandbox ends with it.
+    pub fn kill(&self, status: ExitStatus) {
+        let tgs = self.thread_groups();
+        // Unpause first so that killed processes can be reaped.
+        if self.paused.load(Ordering::SeqCst) {
+            for tg in &tgs {
+                tg.address_space.signal(libc::SIGCONT);
+            }
+        }
+        self.finish(status);
+        for tg in tgs {
+            self.exit_group(&tg, status);
+        }
+    }
+
+    /// Stops all guest execution; nests (each `pause` needs an `unpause`).
+    /// Paused guests make no progress and use no CPU.
+    pub fn pause(&self) {
+        let mut depth = self.pause_depth.lock();
+        *depth += 1;
+        if *depth > 1 {
+            return;
+        }
+        self.paused.store(true, Ordering::SeqCst);
+        for w in &self.workers {
+            w.bell.ring();
+        }
+        for tg in self.thread_groups() {
+            tg.address_space.signal(libc::SIGSTOP);
+        }
+    }
+
+    /// Undoes one `pause`; guests run again when the last one is undone.
+    pub fn unpause(&self) {
+        let mut depth = self.pause_depth.lock();
+        match *depth {
+            0 => panic!("Kernel::unpause without a matching pause"),
+            1 => {
+                *depth = 0;
+                for tg in self.thread_groups() {
+                    tg.address_space.signal(libc::SIGCONT);
+                }
+                self.paused.store(false, Ordering::SeqCst);
+                self.pause_cv.notify_all();
+                for w in &self.workers {
+                    w.bell.ring();
+                }
+            }
+            _ => *depth -= 1,
+        }
+    }
+
+    /// Whether the kernel is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    fn thread_groups(&self) -> Vec<Arc<ThreadGroup>> {
+        let tasks = self.tasks.lock();
+        let mut v: Vec<Arc<ThreadGroup>> = Vec::new();
+        for t in tasks.values() {
+            if !v.iter().any(|g| Arc::ptr_eq(g, &t.tg)) {
+                v.push(t.tg.clone());
+            }
+        }
+        v
+    }
+
+    /// A signal from outside the sandbox (the CLI forwards SIGINT, SIGTERM
+    /// and SIGHUP here), sent to global init. Until guest handlers are
+    /// delivered, the default action applies unless init ignores it.
+    pub fn send_external_signal(&self, signo: i32, context: &str) {
+        let Some(init) = self.global_init() else {
+            return;
+        };
+        if !(1..=64).contains(&signo) {
+            return;
+        }
+        let action = init.sigactions.lock()[signo as usize - 1];
+        let ignored = action.handler == 1
+            || (action.handler == 0
+                && matches!(
+                    signo,
+                    libc::SIGCHLD | libc::SIGURG | libc::SIGWINCH | libc::SIGCONT
+                ));
+        if ignored {
+            return;
+        }
+        if action.handler > 1 {
+            eprintln!("sentry: {context}: signal {signo} for a guest handler is dropped (delivery is not implemented yet)");
+            return;
+        }
+        self.set_exit_reason(format!("{context}: guest killed by signal {signo}"));
+        self.exit_group(&init, ExitStatus::Signaled(signo));
+    }
+
+    /// The first error recorded with `set_exit_error`.
+    pub fn exit_error(&self) -> Option<String> {
+        self.exit_error.lock().clone()
+    }
+
+    /// Records an error that ends the sandbox; the first one wins.
+    pub fn set_exit_error(&self, err: impl Into<String>) {
+        let mut e = self.exit_error.lock();
+        if e.is_none() {
+            *e = Some(err.into());
+        }
+    }
+
+    /// A unique, non-zero identifier. Panics if the 64-bit counter wraps.
+    pub fn unique_id(&self) -> u64 {
+        let id = self
+            .unique_id
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1);
+        assert!(id != 0, "unique identifier generator wrapped around");
+        id
+    }
+
+    /// An inotify move cookie; never 0, also across wrap-around.
+    pub fn generate_inotify_cookie(&self) -> u32 {
+        loop {
+            let id = self
+                .inotify_cookie
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_add(1);
+            if id != 0 {
+                return id;
+            }
+        }
+    }
+
+    /// A context for work the kernel does on its own behalf (not for a task).
+    pub fn supervisor_context(self: &Arc<Self>) -> SupervisorContext {
+        SupervisorContext {
+            kernel: Arc::downgrade(self),
+            credentials: self.root_credentials,
+            uts: self.root_uts_namespace.clone(),
+            ipc: self.root_ipc_namespace.clone(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_id_counters_for_test(&self, unique: u64, cookie: u32) {
+        self.unique_id.store(unique, Ordering::Relaxed);
+        self.inotify_cookie.store(cookie, Ordering::Relaxed);
     }
 
     fn enqueue(&self, task: Arc<Task>) {
@@ -323,6 +592,9 @@ impl Kernel {
     /// The CPU `getcpu` reports for a task: its worker, a virtual CPU in
     /// `[0, cpus)`.
     pub fn current_cpu(&self, task: &Task) -> u32 {
+        if self.use_host_cores {
+            return sentry_systrap::host::getcpu();
+        }
         (task.worker() % self.workers.len()) as u32
     }
 
@@ -438,6 +710,13 @@ fn serve_until_idle(k: &Arc<Kernel>, w: &Worker, watched: &mut Vec<Arc<Task>>) -
     loop {
         if k.shutdown.load(Ordering::Relaxed) {
             return None;
+        }
+        if k.paused.load(Ordering::Relaxed) {
+            let mut depth = k.pause_depth.lock();
+            while *depth > 0 && !k.shutdown.load(Ordering::Relaxed) {
+                k.pause_cv.wait_for(&mut depth, Duration::from_millis(500));
+            }
+            continue;
         }
         let mut busy = false;
         loop {

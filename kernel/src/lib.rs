@@ -9,6 +9,7 @@
 
 pub mod errno;
 pub mod futex;
+pub mod init;
 pub mod kernel;
 pub mod loader;
 pub mod mm;
@@ -18,5 +19,6 @@ pub mod task;
 pub mod vfs;
 
 pub use errno::Errno;
-pub use kernel::{ExitStatus, Kernel, KernelConfig};
+pub use init::{InitError, InitKernelArgs};
+pub use kernel::{ExitStatus, Kernel, KernelConfig, LifecycleError, SupervisorContext};
 pub use process::{CreateError, CreateProcessArgs};

@@ -7,21 +7,70 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use sentry_systrap::{host, Regs};
 
-use crate::errno::Errno;
 use crate::kernel::Kernel;
 use crate::loader::{self, LoadError};
 use crate::mm::Mm;
 use crate::task::{FsState, SigAction, Start, Task, ThreadGroup};
 use crate::vfs::FdTable;
 
-/// What `create_process` needs.
+/// Resource limits a process starts with (RLIMIT_NOFILE and RLIMIT_STACK so far).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub nofile: u64,
+    pub stack: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            nofile: crate::vfs::MAX_FDS as u64,
+            stack: crate::mm::STACK_SIZE,
+        }
+    }
+}
+
+/// What `create_process` needs (gVisor's `CreateProcessArgs`).
 pub struct CreateProcessArgs {
-    /// Host path of the executable.
+    /// Host path of the executable; when empty, `argv[0]`, which must then
+    /// be an absolute path.
     pub filename: String,
     pub argv: Vec<Vec<u8>>,
     pub envv: Vec<Vec<u8>>,
-    /// Host path of the working directory.
+    /// Host path of the working directory (empty: `/`).
     pub working_directory: String,
+    pub credentials: Option<crate::init::Credentials>,
+    /// The initial descriptor table (None: the sentry's stdin, stdout, stderr).
+    pub fd_table: Option<FdTable>,
+    pub umask: u32,
+    pub limits: Limits,
+    /// Symlinks followed at most while resolving the executable.
+    pub max_symlink_traversals: u32,
+    pub uts_namespace: Option<Arc<crate::init::UtsNamespace>>,
+    pub ipc_namespace: Option<Arc<crate::init::IpcNamespace>>,
+}
+
+impl CreateProcessArgs {
+    /// A process running `argv` (argv[0] found by the caller as `filename`).
+    pub fn new(
+        filename: impl Into<String>,
+        argv: Vec<Vec<u8>>,
+        envv: Vec<Vec<u8>>,
+        cwd: impl Into<String>,
+    ) -> Self {
+        CreateProcessArgs {
+            filename: filename.into(),
+            argv,
+            envv,
+            working_directory: cwd.into(),
+            credentials: None,
+            fd_table: None,
+            umask: 0o022,
+            limits: Limits::default(),
+            max_symlink_traversals: 40,
+            uts_namespace: None,
+            ipc_namespace: None,
+        }
+    }
 }
 
 /// Why a process could not be created.
@@ -29,7 +78,11 @@ pub struct CreateProcessArgs {
 pub enum CreateError {
     #[error(transparent)]
     Load(#[from] LoadError),
-    #[error("working directory {path}: {source}")]
+    #[error("no filename or command provided")]
+    NoCommand,
+    #[error("'{0}' is not an absolute path")]
+    NotAbsolute(String),
+    #[error("failed to find initial working directory {path:?}: {source}")]
     Cwd {
         path: String,
         source: std::io::Error,
@@ -38,13 +91,52 @@ pub enum CreateError {
     Platform(#[from] sentry_systrap::PlatformError),
 }
 
+/// Follows symlinks of `path` at most `max` times (ELOOP past that).
+fn resolve_symlinks(path: &str, max: u32) -> Result<String, std::io::Error> {
+    let mut p = std::path::PathBuf::from(path);
+    for _ in 0..=max {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(&p)?;
+                p = match p.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
+            }
+            Ok(_) => return Ok(p.to_string_lossy().into_owned()),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::from_raw_os_error(libc::ELOOP))
+}
+
 impl Kernel {
     /// Creates a process running `args.filename` and queues its first thread.
     pub fn create_process(
         self: &Arc<Self>,
-        args: CreateProcessArgs,
+        mut args: CreateProcessArgs,
     ) -> Result<Arc<ThreadGroup>, CreateError> {
-        let (bytes, info) = loader::read_executable(&args.filename)?;
+        if args.filename.is_empty() {
+            let Some(first) = args.argv.first() else {
+                return Err(CreateError::NoCommand);
+            };
+            let first = String::from_utf8_lossy(first).into_owned();
+            if !first.starts_with('/') {
+                return Err(CreateError::NotAbsolute(first));
+            }
+            args.filename = first;
+        }
+        if args.working_directory.is_empty() {
+            args.working_directory = "/".into();
+        }
+        let resolved =
+            resolve_symlinks(&args.filename, args.max_symlink_traversals).map_err(|source| {
+                LoadError::Open {
+                    path: args.filename.clone(),
+                    source,
+                }
+            })?;
+        let (bytes, info) = loader::read_executable(&resolved)?;
         let cwd_c = std::ffi::CString::new(args.working_directory.clone()).map_err(|_| {
             CreateError::Cwd {
                 path: args.working_directory.clone(),
@@ -78,12 +170,14 @@ impl Kernel {
             address_space: ctx.address_space(),
             ppid: 0,
             mm,
-            fds: Arc::new(FdTable::with_stdio()),
+            fds: Arc::new(args.fd_table.take().unwrap_or_else(FdTable::with_stdio)),
             fs: Mutex::new(FsState {
                 cwd,
-                cwd_path: args.working_directory.into_bytes(),
-                umask: 0o022,
+                cwd_path: args.working_directory.clone().into_bytes(),
+                umask: args.umask,
             }),
+            creds: args.credentials.unwrap_or(self.root_credentials),
+            limits: args.limits,
             exe: std::fs::canonicalize(&args.filename)
                 .map(|p| p.into_os_string().into_encoded_bytes())
                 .unwrap_or_else(|_| args.filename.into_bytes()),
@@ -96,6 +190,3 @@ impl Kernel {
         Ok(tg)
     }
 }
-
-/// Keeps `Errno` reachable for callers matching on creation failures.
-pub type Result2<T> = Result<T, Errno>;

@@ -151,6 +151,9 @@ pub struct ThreadGroup {
     pub fs: Mutex<FsState>,
     /// The executable's path as given to exec.
     pub exe: Vec<u8>,
+    pub creds: crate::init::Credentials,
+    /// File-creation mask and resource limits as given at creation.
+    pub limits: crate::process::Limits,
     pub sigactions: Mutex<[SigAction; 64]>,
     pub exiting: AtomicBool,
     pub(crate) tasks: Mutex<Vec<Weak<Task>>>,

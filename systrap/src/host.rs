@@ -285,3 +285,38 @@ pub fn hwcap() -> u64 {
     let r = std::arch::x86_64::__cpuid(1);
     r.edx as u64
 }
+
+/// The host CPU the calling thread runs on.
+pub fn getcpu() -> u32 {
+    // SAFETY: sched_getcpu takes no arguments.
+    let c = unsafe { libc::sched_getcpu() };
+    c.max(0) as u32
+}
+
+/// Blocks `signals` in the calling thread (and threads it creates later).
+pub fn block_signals(signals: &[i32]) {
+    // SAFETY: set is a valid sigset_t built with sigemptyset/sigaddset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Waits for one of `signals` (which must be blocked) and returns it.
+pub fn wait_signal(signals: &[i32]) -> i32 {
+    // SAFETY: set is a valid sigset_t; sig is a valid out pointer.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        let mut sig = 0;
+        libc::sigwait(&set, &mut sig);
+        sig
+    }
+}

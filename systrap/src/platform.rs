@@ -227,6 +227,8 @@ pub trait Interrupter: Send + Sync {
 pub trait AddressSpace: Send + Sync {
     /// Ends the host process and all its threads.
     fn kill(&self);
+    /// Sends a host signal to the whole host process (SIGSTOP/SIGCONT to pause).
+    fn signal(&self, signo: i32);
     /// Whether the host process is gone.
     fn is_dead(&self) -> bool;
     /// The host PID (for diagnostics and CPU accounting, never shown to guests).

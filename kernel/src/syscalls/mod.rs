@@ -152,9 +152,9 @@ table! {
     SYS_gettid => process::gettid, [], Full;
     SYS_getppid => process::getppid, [], Full;
     SYS_getuid => process::getuid, [], Full;
-    SYS_geteuid => process::getuid, [], Full;
+    SYS_geteuid => process::geteuid, [], Full;
     SYS_getgid => process::getgid, [], Full;
-    SYS_getegid => process::getgid, [], Full;
+    SYS_getegid => process::getegid, [], Full;
     SYS_sched_getaffinity => process::sched_getaffinity, [Int, Int, Ptr], Full;
     SYS_sched_yield => process::sched_yield, [], Full;
     SYS_prctl => process::prctl, [Int, Hex, Hex, Hex, Hex], Partial("names and dumpable flag only");

@@ -21,12 +21,20 @@ pub fn getppid(s: &mut Sys) -> Result<Outcome, Errno> {
     ret(s.task.tg.ppid)
 }
 
-pub fn getuid(_: &mut Sys) -> Result<Outcome, Errno> {
-    ret(host::ids().0)
+pub fn getuid(s: &mut Sys) -> Result<Outcome, Errno> {
+    ret(s.task.tg.creds.uid)
 }
 
-pub fn getgid(_: &mut Sys) -> Result<Outcome, Errno> {
-    ret(host::ids().1)
+pub fn geteuid(s: &mut Sys) -> Result<Outcome, Errno> {
+    ret(s.task.tg.creds.euid)
+}
+
+pub fn getgid(s: &mut Sys) -> Result<Outcome, Errno> {
+    ret(s.task.tg.creds.gid)
+}
+
+pub fn getegid(s: &mut Sys) -> Result<Outcome, Errno> {
+    ret(s.task.tg.creds.egid)
 }
 
 /// What a dying thread owes others: clear and wake its `clear_child_tid`
@@ -393,13 +401,15 @@ pub fn getrandom(s: &mut Sys) -> Result<Outcome, Errno> {
 }
 
 pub fn uname(s: &mut Sys) -> Result<Outcome, Errno> {
-    let fields = host::uname();
+    let mut fields = host::uname().to_vec();
+    let uts = &s.k.root_uts_namespace;
+    fields[1] = uts.hostname.lock().clone();
+    fields.push(uts.domainname.lock().clone());
     let mut buf = [0u8; 65 * 6];
     for (i, f) in fields.iter().enumerate() {
         let n = f.len().min(64);
         buf[i * 65..i * 65 + n].copy_from_slice(&f[..n]);
     }
-    buf[5 * 65..5 * 65 + 6].copy_from_slice(b"(none)");
     s.mm().write(s.a[0], &buf)?;
     ret(0)
 }

@@ -348,12 +348,16 @@ impl StubProcess {
     }
 
     fn kill_now(&self) {
+        self.send(libc::SIGKILL);
+    }
+
+    fn send(&self, signo: i32) {
         // SAFETY: pidfd_send_signal on our own pidfd; no pointers passed.
         unsafe {
             libc::syscall(
                 libc::SYS_pidfd_send_signal,
                 self.pidfd.as_raw_fd() as i64,
-                libc::SIGKILL as i64,
+                signo as i64,
                 0i64,
                 0i64,
             );
@@ -388,6 +392,11 @@ impl StubProcess {
 impl AddressSpace for StubProcess {
     fn kill(&self) {
         self.kill_now();
+    }
+    fn signal(&self, signo: i32) {
+        if !self.is_dead() {
+            self.send(signo);
+        }
     }
     fn is_dead(&self) -> bool {
         self.dead.load(Ordering::SeqCst)
