@@ -22,3 +22,5 @@ pub use errno::Errno;
 pub use init::{InitError, InitKernelArgs};
 pub use kernel::{ExitStatus, Kernel, KernelConfig, LifecycleError, SupervisorContext};
 pub use process::{CreateError, CreateProcessArgs};
+#[cfg(test)]
+mod kernel_tests;
