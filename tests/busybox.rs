@@ -229,14 +229,19 @@ fn pwd_in_cwd_and_env() {
         assert_eq!(out.trim_end(), dir.path().to_str().unwrap());
     }
     if let Some(out) = check("env", &["env"], &opts) {
-        assert!(out.contains("SENTRY_TEST_VAR=some value with spaces\n"), "{out}");
+        assert!(
+            out.contains("SENTRY_TEST_VAR=some value with spaces\n"),
+            "{out}"
+        );
     }
 }
 
 #[test]
 fn missing_file_error() {
     // The applet's own error path: stderr message and exit 1.
-    let Some(bb) = busybox("cat missing") else { return };
+    let Some(bb) = busybox("cat missing") else {
+        return;
+    };
     let (_, s) = compare(&bb, &["cat", "/nonexistent/file"], &RunOpts::default());
     assert_eq!(s.code(), 1);
     assert!(

@@ -122,6 +122,8 @@ pub struct Kernel {
     exit_error: Mutex<Option<String>>,
     unique_id: AtomicU64,
     inotify_cookie: AtomicU32,
+    /// Ticks while any task runs; parked otherwise.
+    pub cpu_clock: Arc<crate::cpuclock::CpuClock>,
 }
 
 #[derive(Default)]
@@ -220,6 +222,7 @@ impl Kernel {
             exit_error: Mutex::new(None),
             unique_id: AtomicU64::new(0),
             inotify_cookie: AtomicU32::new(0),
+            cpu_clock: crate::cpuclock::CpuClock::try_new().map_err(InitError::Threads)?,
         });
         let weak = Arc::downgrade(&k);
         platform.set_death_hook(Box::new(move || {
@@ -489,7 +492,34 @@ impl Kernel {
         }
     }
 
+    /// The task runs (in the guest or in a worker): it counts for the cpu clock.
+    fn mark_running(&self, task: &Task) {
+        if !task.on_clock.swap(true, Ordering::AcqRel) {
+            self.cpu_clock.task_running();
+        }
+    }
+
+    /// The task blocked or ended.
+    fn mark_stopped(&self, task: &Task) {
+        task.cpu.stop();
+        if task.on_clock.swap(false, Ordering::AcqRel) {
+            self.cpu_clock.task_stopped();
+        }
+    }
+
+    /// Ticks of the kernel's cpu clock (lock-free).
+    pub fn cpu_clock_now(&self) -> u64 {
+        self.cpu_clock.now()
+    }
+
+    /// A task is gone: stop its clocks and keep its CPU time in its group.
+    pub(crate) fn retire(&self, task: &Task) {
+        self.mark_stopped(task);
+        task.tg.exited_cpu.lock().add(task.cpu.times());
+    }
+
     fn park(&self, task: &Arc<Task>, deadline: Option<Instant>) {
+        self.mark_stopped(task);
         if let Some(d) = deadline {
             self.timers.heap.lock().push(TimerEntry(d, task.tid));
             self.timers.cv.notify_one();
@@ -527,7 +557,10 @@ impl Kernel {
         }
         let tasks = tg.tasks();
         for t in &tasks {
-            t.sched.lock().state = RunState::Dead;
+            let was = std::mem::replace(&mut t.sched.lock().state, RunState::Dead);
+            if was != RunState::Dead {
+                self.retire(t);
+            }
             self.tasks.lock().remove(&t.tid);
         }
         tg.address_space.kill();
@@ -635,7 +668,10 @@ impl Kernel {
     fn resume(&self, task: &Arc<Task>) -> bool {
         let mut inner = task.inner.lock();
         match inner.ctx.resume() {
-            Ok(()) => true,
+            Ok(()) => {
+                task.cpu.enter_user();
+                true
+            }
             Err(_) => {
                 drop(inner);
                 self.handle_stop(task, Stop::Died)
@@ -654,6 +690,7 @@ impl Kernel {
             Outcome::Return(v) => {
                 inner.ctx.set_syscall_return(v as u64);
                 if inner.ctx.resume().is_ok() {
+                    task.cpu.enter_user();
                     return true;
                 }
                 drop(inner);
@@ -678,6 +715,8 @@ impl Kernel {
             s.state = RunState::Running;
             s.wake_pending = false;
         }
+        self.mark_running(task);
+        task.cpu.enter_sys();
         let start = std::mem::replace(&mut task.inner.lock().start, Start::Running);
         match start {
             Start::Resume => self.resume(task),
@@ -734,6 +773,7 @@ fn serve_until_idle(k: &Arc<Kernel>, w: &Worker, watched: &mut Vec<Arc<Task>>) -
             let stop = t.inner.lock().ctx.poll();
             if let Some(stop) = stop {
                 busy = true;
+                t.cpu.enter_sys();
                 let keep =
                     t.state() != RunState::Dead && run_guarded(k, t, |k, t| k.handle_stop(t, stop));
                 if !keep {

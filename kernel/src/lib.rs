@@ -7,6 +7,7 @@
 //! needs `unsafe` lives behind safe APIs in `sentry-systrap`.
 #![deny(unsafe_code)]
 
+pub mod cpuclock;
 pub mod errno;
 pub mod futex;
 pub mod init;

@@ -184,6 +184,7 @@ impl Kernel {
             sigactions: Mutex::new([SigAction::default(); 64]),
             exiting: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
+            exited_cpu: Mutex::new(Default::default()),
         });
         let task = Task::new(tid, tg.clone(), ctx, worker, Start::Resume);
         self.start_task(task);

@@ -79,6 +79,10 @@ pub struct Task {
     pub interrupter: Arc<dyn Interrupter>,
     /// `comm`, as set by `prctl(PR_SET_NAME)`.
     pub name: Mutex<[u8; 16]>,
+    /// CPU time used, split into guest (user) and sentry (system) time.
+    pub cpu: crate::cpuclock::TaskCpu,
+    /// Whether the task counts as running for the kernel's cpu clock.
+    pub(crate) on_clock: AtomicBool,
 }
 
 impl Task {
@@ -110,6 +114,8 @@ impl Task {
             }),
             interrupter,
             name: Mutex::new([0; 16]),
+            cpu: crate::cpuclock::TaskCpu::new(),
+            on_clock: AtomicBool::new(false),
         });
         tg.tasks.lock().push(Arc::downgrade(&t));
         t
@@ -157,6 +163,8 @@ pub struct ThreadGroup {
     pub sigactions: Mutex<[SigAction; 64]>,
     pub exiting: AtomicBool,
     pub(crate) tasks: Mutex<Vec<Weak<Task>>>,
+    /// CPU time of the group's threads that have exited.
+    pub exited_cpu: Mutex<crate::cpuclock::CpuTimes>,
 }
 
 impl ThreadGroup {
@@ -167,5 +175,16 @@ impl ThreadGroup {
             .iter()
             .filter_map(|w| w.upgrade())
             .collect()
+    }
+
+    /// CPU time of the whole group: live threads plus exited ones.
+    pub fn cpu_times(&self) -> crate::cpuclock::CpuTimes {
+        let mut t = *self.exited_cpu.lock();
+        for task in self.tasks() {
+            if task.state() != RunState::Dead {
+                t.add(task.cpu.times());
+            }
+        }
+        t
     }
 }

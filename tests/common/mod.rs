@@ -462,7 +462,10 @@ pub fn compare<S: AsRef<OsStr>>(program: &Path, args: &[S], opts: &RunOpts) -> (
 fn first_difference(a: &str, b: &str) -> String {
     for (i, (la, lb)) in a.lines().zip(b.lines()).enumerate() {
         if la != lb {
-            return format!("first differing line {}:\n  native: {la:?}\n  sentry: {lb:?}", i + 1);
+            return format!(
+                "first differing line {}:\n  native: {la:?}\n  sentry: {lb:?}",
+                i + 1
+            );
         }
     }
     format!(

@@ -175,6 +175,8 @@ table! {
     SYS_clock_getres => time::clock_getres, [Int, Ptr], Full;
     SYS_gettimeofday => time::gettimeofday, [Ptr, Ptr], Full;
     SYS_time => time::time, [Ptr], Full;
+    SYS_times => time::times, [Ptr], Partial("children's times are 0 until processes exist");
+    SYS_getrusage => time::getrusage, [Int, Ptr], Partial("CPU times only");
     SYS_nanosleep => time::nanosleep, [Ptr, Ptr], Full;
     SYS_clock_nanosleep => time::clock_nanosleep, [Int, Hex, Ptr, Ptr], Full;
 }

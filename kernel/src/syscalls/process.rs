@@ -95,6 +95,7 @@ pub fn exit(s: &mut Sys) -> Result<Outcome, Errno> {
     if others {
         release_thread(s);
         s.task.sched.lock().state = crate::task::RunState::Dead;
+        s.k.retire(s.task);
         s.k.tasks.lock().remove(&s.task.tid);
         s.t.ctx.exit_thread();
         return Ok(Outcome::Exited);

@@ -43,17 +43,59 @@ fn host_clock(s: &Sys, clock: u64) -> Result<i32, Errno> {
     }
 }
 
-/// CPU time of the task's stub process (until the cpu clock exists).
-fn cpu_time(s: &Sys) -> (i64, i64) {
-    let pid = s.t.ctx.address_space().host_pid();
-    let ticks = host::process_ticks(pid).unwrap_or(0);
-    ((ticks / 100) as i64, ((ticks % 100) * 10_000_000) as i64)
+/// CPU time of the calling process or thread, from the kernel's accounting.
+fn cpu_time(s: &Sys, clock: u64) -> (i64, i64) {
+    let ns = if clock as i32 == libc::CLOCK_THREAD_CPUTIME_ID {
+        let (u, sys) = s.task.cpu.times();
+        u + sys
+    } else {
+        s.task.tg.cpu_times().total_ns()
+    };
+    ((ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as i64)
+}
+
+fn timeval(ns: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&((ns / 1_000_000_000) as i64).to_le_bytes());
+    b[8..].copy_from_slice(&(((ns % 1_000_000_000) / 1000) as i64).to_le_bytes());
+    b
+}
+
+/// `times(2)`: user/system ticks of the process and its reaped children.
+pub fn times(s: &mut Sys) -> Result<Outcome, Errno> {
+    if s.a[0] != 0 {
+        let (u, sys) = s.task.tg.cpu_times().to_ticks();
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&u.to_le_bytes());
+        b[8..16].copy_from_slice(&sys.to_le_bytes());
+        s.mm().write(s.a[0], &b)?;
+    }
+    let (sec, nsec) = host::clock_gettime(libc::CLOCK_MONOTONIC).map_err(Errno::from)?;
+    ret(sec * 100 + nsec / 10_000_000)
+}
+
+/// `getrusage(2)` for RUSAGE_SELF, RUSAGE_THREAD and RUSAGE_CHILDREN.
+pub fn getrusage(s: &mut Sys) -> Result<Outcome, Errno> {
+    let (u, sys) = match s.a[0] as i32 {
+        libc::RUSAGE_SELF => {
+            let t = s.task.tg.cpu_times();
+            (t.user_ns, t.sys_ns)
+        }
+        libc::RUSAGE_THREAD => s.task.cpu.times(),
+        libc::RUSAGE_CHILDREN => (0, 0),
+        _ => return Err(Errno::EINVAL),
+    };
+    let mut b = [0u8; 144];
+    b[..16].copy_from_slice(&timeval(u));
+    b[16..32].copy_from_slice(&timeval(sys));
+    s.mm().write(s.a[1], &b)?;
+    ret(0)
 }
 
 pub fn clock_gettime(s: &mut Sys) -> Result<Outcome, Errno> {
     let c = host_clock(s, s.a[0])?;
     let (sec, nsec) = if c < 0 {
-        cpu_time(s)
+        cpu_time(s, s.a[0])
     } else {
         host::clock_gettime(c).map_err(Errno::from)?
     };
