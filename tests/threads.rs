@@ -117,3 +117,14 @@ fn busy_guest_cpu_time_tracks_wall_time() {
         );
     }
 }
+
+#[test]
+fn thread_corner_cases_match_native() {
+    // Robust mutex of a dead owner, pthread_exit values, tgkill, affinity,
+    // and _exit(5) from a thread while others block.
+    let dir = TempDir::new("threads-misc");
+    let prog = compile_static(&dir, "threads_misc.c");
+    let (native, sandboxed) = common::compare(&prog, &[] as &[&str], &opts(&[]));
+    assert_eq!(native.code(), 5);
+    assert_eq!(sandboxed.code(), 5);
+}

@@ -659,7 +659,7 @@ mod tests {
                             clock.task_stopped();
                         }
                         running = now_running;
-                        if r % 64 == 0 {
+                        if r & 63 == 0 {
                             thread::yield_now();
                         }
                     }

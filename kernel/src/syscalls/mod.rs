@@ -156,6 +156,7 @@ table! {
     SYS_getgid => process::getgid, [], Full;
     SYS_getegid => process::getegid, [], Full;
     SYS_sched_getaffinity => process::sched_getaffinity, [Int, Int, Ptr], Full;
+    SYS_pause => process::pause, [], Partial("sleeps until the process ends");
     SYS_sched_yield => process::sched_yield, [], Full;
     SYS_prctl => process::prctl, [Int, Hex, Hex, Hex, Hex], Partial("names and dumpable flag only");
     SYS_clone => process::clone, [Hex, Ptr, Ptr, Ptr, Hex], Partial("threads; new processes come later");

@@ -421,13 +421,24 @@ pub fn sched_getaffinity(s: &mut Sys) -> Result<Outcome, Errno> {
         return Err(Errno::EINVAL);
     }
     let cpus = s.k.config.cpus;
-    let mask: u64 = if cpus >= 64 {
+    let all: u64 = if cpus >= 64 {
         u64::MAX
     } else {
         (1u64 << cpus) - 1
     };
+    // Under host cores the recorded mask is ignored, as in gVisor.
+    let mask = if s.t.affinity != 0 && !s.k.use_host_cores {
+        s.t.affinity & all
+    } else {
+        all
+    };
     s.mm().write(s.a[2], &mask.to_le_bytes())?;
     ret(8)
+}
+
+/// `pause(2)`: sleeps until a signal (delivery comes with the signals work).
+pub fn pause(_: &mut Sys) -> Result<Outcome, Errno> {
+    Ok(Outcome::Block { deadline: None })
 }
 
 pub fn sched_yield(_: &mut Sys) -> Result<Outcome, Errno> {
