@@ -47,7 +47,7 @@ const TICK_NS: u64 = {
 /// * `running` is changed with `Relaxed` read-modify-writes. All RMWs on one
 ///   location form a single total order and each reads the value just before
 ///   it, so exactly one [`task_running`](Self::task_running) call observes
-///   each 0→1 transition, whatever the ordering argument. The hand-off with
+///   each 0→1 transition, whatever ordering is used. The hand-off with
 ///   the ticker does not rely on the atomic's ordering but on the park
 ///   mutex: the ticker re-reads `running` *under the lock* before parking,
 ///   and the caller that made the 0→1 transition takes the same lock before
