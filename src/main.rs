@@ -89,6 +89,7 @@ fn find_program(name: &str) -> Option<String> {
     if name.contains('/') {
         return Some(name.to_string());
     }
+    // (Explicit paths are checked for execute permission by the loader.)
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
     for dir in path.split(':') {
         let dir = if dir.is_empty() { "." } else { dir };

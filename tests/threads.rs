@@ -128,3 +128,16 @@ fn thread_corner_cases_match_native() {
     assert_eq!(native.code(), 5);
     assert_eq!(sandboxed.code(), 5);
 }
+
+#[test]
+fn futex_operations_match_native() {
+    // Timeouts (relative and absolute), EAGAIN, bitsets, REQUEUE,
+    // CMP_REQUEUE and WAKE_OP, private and shared.
+    let dir = TempDir::new("threads-futex-ops");
+    let prog = compile_static(&dir, "futex_ops.c");
+    for cpus in ["1", "2"] {
+        let (native, sandboxed) = common::compare(&prog, &[] as &[&str], &opts(&["--cpus", cpus]));
+        assert_eq!(native.code(), 0);
+        assert_eq!(sandboxed.code(), 0);
+    }
+}

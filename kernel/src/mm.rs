@@ -326,15 +326,28 @@ impl Mm {
         let old_len = page_up(old_len).ok_or(Errno::EINVAL)?;
         let new_len = page_up(new_len).filter(|&l| l > 0).ok_or(Errno::EINVAL)?;
         let (prot, kind) = {
+            // The old range must be mapped end to end (possibly by several
+            // VMAs, e.g. after an earlier in-place growth) with one protection.
             let i = self.inner.lock();
-            let v = i
+            let end = old.checked_add(old_len).ok_or(Errno::EFAULT)?;
+            let first = i
                 .vmas
                 .range(..=old)
                 .next_back()
                 .map(|(_, v)| v)
-                .filter(|v| v.end > old && v.end >= old + old_len)
+                .filter(|v| v.end > old)
                 .ok_or(Errno::EFAULT)?;
-            (v.prot, v.kind.clone())
+            let mut cur = first.end;
+            for (_, v) in i.vmas.range(first.start + 1..end) {
+                if v.start != cur || v.prot != first.prot {
+                    return Err(Errno::EFAULT);
+                }
+                cur = v.end;
+            }
+            if cur < end {
+                return Err(Errno::EFAULT);
+            }
+            (first.prot, first.kind.clone())
         };
         if new_len <= old_len {
             if new_len < old_len {

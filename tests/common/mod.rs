@@ -202,6 +202,21 @@ pub fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
 }
 
 pub fn run_with_timeout(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    try_run_with_timeout(cmd, stdin, timeout).unwrap_or_else(|e| panic!("cannot start {what}: {e}"))
+}
+
+/// Like [`run`], but returns the error when the program cannot be started
+/// at all (execve failed: not found, not executable, bad format...).
+pub fn try_run(cmd: &mut Command, stdin: Option<&[u8]>) -> std::io::Result<Output> {
+    try_run_with_timeout(cmd, stdin, TIMEOUT)
+}
+
+pub fn try_run_with_timeout(
+    cmd: &mut Command,
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> std::io::Result<Output> {
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
@@ -213,9 +228,7 @@ pub fn run_with_timeout(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Durati
     let what = format!("{cmd:?}");
     let mut child = {
         let mut reg = registry();
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let child = cmd.spawn()?;
         reg.insert(child.id());
         child
     };
@@ -260,17 +273,16 @@ pub fn run_with_timeout(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Durati
 
     // The pipes close when every holder is gone: the child and anything it
     // left behind. Waiting here long would mean a leftover holds them.
-    let grace = deadline
-        .saturating_duration_since(Instant::now())
-        .max(LEFTOVER_GRACE);
+    let _ = deadline;
+    let grace = LEFTOVER_GRACE;
     let stdout = out_rx.recv_timeout(grace);
     let stderr = err_rx.recv_timeout(grace);
     match (stdout, stderr) {
-        (Ok(stdout), Ok(stderr)) => Output {
+        (Ok(stdout), Ok(stderr)) => Ok(Output {
             status,
             stdout,
             stderr,
-        },
+        }),
         _ => {
             let leftovers = kill_leftovers();
             panic!(
@@ -570,5 +582,126 @@ pub fn assert_contains_all(what: &str, hay: &str, needles: &[&str]) {
             lower.contains(&n.to_lowercase()),
             "{what}: expected {n:?} in:\n{hay}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A sentry running in the background
+
+/// A sentry started with [`spawn_sentry`]; killed (SIGKILL, by pid) and
+/// reaped on drop if still running.
+pub struct Background {
+    pub child: std::process::Child,
+    stdout: Option<std::io::BufReader<std::process::ChildStdout>>,
+    stderr_rx: mpsc::Receiver<Vec<u8>>,
+    done: bool,
+}
+
+impl Background {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Reads stdout lines until one equals `line` (fails on EOF or after
+    /// [`TIMEOUT`]).
+    pub fn wait_for_line(&mut self, line: &str) {
+        use std::io::BufRead;
+        let pid = self.child.id();
+        let mut reader = self.stdout.take().expect("stdout is being read");
+        let want = line.to_string();
+        let (tx, rx) = mpsc::channel();
+        // Read on a thread so a hung sentry cannot hang the test; the thread
+        // ends at EOF, at the latest when Drop kills the sentry.
+        std::thread::spawn(move || {
+            let mut l = String::new();
+            loop {
+                l.clear();
+                match reader.read_line(&mut l) {
+                    Ok(0) | Err(_) => {
+                        let _ = tx.send(None);
+                        return;
+                    }
+                    Ok(_) if l.trim_end() == want => {
+                        let _ = tx.send(Some(reader));
+                        return;
+                    }
+                    Ok(_) => {}
+                }
+            }
+        });
+        match rx.recv_timeout(TIMEOUT) {
+            Ok(Some(r)) => self.stdout = Some(r),
+            Ok(None) => panic!("sentry {pid}: stdout ended before the line {line:?}"),
+            Err(_) => panic!("TIMEOUT: sentry {pid} did not print {line:?} within {TIMEOUT:?}"),
+        }
+    }
+
+    /// Sends `sig` to the sentry process (by pid).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill with plain integers, on our unreaped child.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Waits (up to [`TIMEOUT`]) for the sentry to exit; returns its status
+    /// and stderr, after checking nothing was left behind.
+    pub fn wait(mut self) -> (ExitStatus, String) {
+        let deadline = Instant::now() + TIMEOUT;
+        let pid = self.child.id();
+        let status = loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                break st;
+            }
+            if Instant::now() >= deadline {
+                drop(self);
+                let killed = kill_leftovers();
+                panic!("TIMEOUT: sentry {pid} did not exit within {TIMEOUT:?} (killed; leftovers {killed:?})");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        self.done = true;
+        registry().remove(&pid);
+        assert_no_leftovers(&format!("sentry {pid}"));
+        let err = self
+            .stderr_rx
+            .recv_timeout(LEFTOVER_GRACE)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_else(|_| panic!("sentry {pid}: stderr stayed open after it exited"));
+        (status, err)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if !self.done {
+            let pid = self.child.id();
+            // SAFETY: kill with plain integers; the group is the child's own.
+            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+            let _ = self.child.wait();
+            registry().remove(&pid);
+        }
+    }
+}
+
+/// Starts `sentry run -- program args` in the background with stdout piped.
+pub fn spawn_sentry<S: AsRef<OsStr>>(program: &Path, args: &[S]) -> Background {
+    let mut c = base_command(sentry(), None);
+    c.arg("run").arg("--").arg(program).args(args);
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = {
+        let mut reg = registry();
+        let child = c.spawn().expect("cannot start the sentry");
+        reg.insert(child.id());
+        child
+    };
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let stderr_rx = drain(child.stderr.take().unwrap());
+    Background {
+        child,
+        stdout: Some(stdout),
+        stderr_rx,
+        done: false,
     }
 }

@@ -142,6 +142,7 @@ static void list_dir(const char *path)
 	check("lseek(dirfd, 0, SEEK_SET)", lseek(fd, 0, SEEK_SET) == 0);
 	r = syscall(SYS_getdents64, fd, buf, sizeof(buf));
 	check("getdents64 after rewinding returns entries again", r > 0);
+	lseek(fd, 0, SEEK_SET);
 	errno = 0;
 	r = syscall(SYS_getdents64, fd, buf, 8);
 	expect_err("getdents64 with a too small buffer", r, EINVAL);
@@ -339,7 +340,7 @@ int main(int argc, char **argv)
 	expect_err("open with a bad pointer", syscall(SYS_open, (void *)16, O_RDONLY), EFAULT);
 	fd = open("a.txt", O_RDONLY);
 	errno = 0;
-	expect_err("read into a bad pointer", read(fd, (void *)16, 10), EFAULT);
+	expect_err("read into a bad pointer", syscall(SYS_read, fd, (void *)16, 10), EFAULT);
 	close(fd);
 
 	/* --- getdents64 --- */

@@ -58,6 +58,10 @@ pub fn read_executable(path: &str) -> Result<(Vec<u8>, elf::ElfInfo), LoadError>
     if meta.is_dir() {
         return Err(open_err(std::io::Error::from_raw_os_error(libc::EISDIR)));
     }
+    // Like execve: some execute bit must be set, even for root.
+    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 == 0 {
+        return Err(open_err(std::io::Error::from_raw_os_error(libc::EACCES)));
+    }
     if meta.len() > MAX_EXECUTABLE {
         return Err(LoadError::Image {
             path: path.into(),

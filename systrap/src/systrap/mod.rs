@@ -218,6 +218,7 @@ impl Platform for Systrap {
             fs_base: 0,
             frame: Frame::Started,
             running: false,
+            worker: worker as u32,
         };
         Ok(Box::new(ctx))
     }
@@ -463,6 +464,8 @@ pub struct SystrapContext {
     frame: Frame,
     running: bool,
     interrupter: Arc<ThreadInterrupter>,
+    /// The doorbell this thread's stops ring.
+    worker: u32,
 }
 
 const SIGSYS: i32 = 31;
@@ -663,10 +666,15 @@ impl Context for SystrapContext {
                 ST_ENTER
             }
         };
-        // Written only when it changes: the stub reads this line every stop.
+        // The sentry's line: written only when it differs (the stub reads it
+        // at every stop), which also repairs it if the guest scribbled on it.
         let spin = self.proc.shared.spin.load(Ordering::Relaxed);
-        if self.page().spin_iters.load(Ordering::Relaxed) != spin {
-            self.page().spin_iters.store(spin, Ordering::Relaxed);
+        let page = self.page();
+        if page.spin_iters.load(Ordering::Relaxed) != spin {
+            page.spin_iters.store(spin, Ordering::Relaxed);
+        }
+        if page.worker.load(Ordering::Relaxed) != self.worker {
+            page.worker.store(self.worker, Ordering::Relaxed);
         }
         self.running = true;
         self.proc.publish(self.page(), state);
@@ -778,6 +786,7 @@ impl Context for SystrapContext {
             fs_base,
             frame: Frame::Started,
             running: true,
+            worker: worker as u32,
         }))
     }
 
@@ -800,7 +809,8 @@ impl Context for SystrapContext {
     }
 
     fn set_worker(&mut self, worker: usize) {
-        self.page().worker.store(worker as u32, Ordering::Relaxed);
+        self.worker = worker as u32;
+        self.page().worker.store(self.worker, Ordering::Relaxed);
     }
 }
 
