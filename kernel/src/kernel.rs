@@ -17,7 +17,7 @@
 //! ```
 
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,9 @@ use crate::init::{
 };
 use crate::syscalls::{self, Outcome};
 use crate::task::{RunState, Start, Task, ThreadGroup};
+
+/// `pause` iterations a stub spins before sleeping when spinning is on.
+const DEFAULT_STUB_SPIN: u32 = 20_000;
 
 /// Errors of `start` and friends.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -102,6 +105,12 @@ pub struct Kernel {
     poller: Epoll,
     pub(crate) enosys_logged: Mutex<HashSet<u64>>,
     spin_rounds: u32,
+    /// Host CPUs: spinning pays only while spinners fit on them.
+    host_cpus: usize,
+    /// Workers awake (serving or spinning), for the spin policy.
+    awake_workers: AtomicUsize,
+    /// Whether both sides currently spin before sleeping.
+    spinning: AtomicBool,
     /// Futex wait queues, keyed by memory-file offset.
     pub(crate) futexes: crate::futex::Futexes,
     pub features: FeatureSet,
@@ -178,7 +187,7 @@ impl Kernel {
             }
         }
         let cpus = cores.clamp(1, sentry_systrap::MAX_WORKERS);
-        platform.set_spin(if config.spin { 20_000 } else { 0 });
+        platform.set_spin(if config.spin { DEFAULT_STUB_SPIN } else { 0 });
         let workers = (0..cpus)
             .map(|i| {
                 Arc::new(Worker {
@@ -206,6 +215,11 @@ impl Kernel {
             poller: Epoll::new().map_err(InitError::Threads)?,
             enosys_logged: Mutex::new(HashSet::new()),
             spin_rounds: if config.spin { 4096 } else { 0 },
+            host_cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            awake_workers: AtomicUsize::new(0),
+            spinning: AtomicBool::new(config.spin),
             futexes: Default::default(),
             features,
             root_credentials: args.root_credentials,
@@ -507,6 +521,25 @@ impl Kernel {
         }
     }
 
+    /// The spin policy: spin (both the stubs and the workers) only while
+    /// every spinner can have a host CPU of its own, that is while running
+    /// guest threads plus awake workers fit on the host's CPUs. Past that, a
+    /// spinner only steals the CPU the other side of its handoff needs, so
+    /// both sides sleep at once instead. Returns whether spinning is on.
+    fn update_spin_policy(&self) -> bool {
+        if self.spin_rounds == 0 {
+            return false;
+        }
+        let demand = self.cpu_clock.running() + self.awake_workers.load(Ordering::Relaxed);
+        let want = demand <= self.host_cpus;
+        if self.spinning.load(Ordering::Relaxed) != want {
+            self.spinning.store(want, Ordering::Relaxed);
+            self.platform
+                .set_spin(if want { DEFAULT_STUB_SPIN } else { 0 });
+        }
+        want
+    }
+
     /// Ticks of the kernel's cpu clock (lock-free).
     pub fn cpu_clock_now(&self) -> u64 {
         self.cpu_clock.now()
@@ -732,7 +765,9 @@ fn worker_main(weak: Weak<Kernel>, index: usize) {
         // Hold the kernel only while awake, so dropping it ends the worker.
         let Some(k) = weak.upgrade() else { return };
         let w = k.workers[index].clone();
+        k.awake_workers.fetch_add(1, Ordering::Relaxed);
         let token = serve_until_idle(&k, &w, &mut watched);
+        k.awake_workers.fetch_sub(1, Ordering::Relaxed);
         drop(k);
         match token {
             Some(token) => w.bell.sleep(token, Duration::from_millis(1000)),
@@ -793,7 +828,7 @@ fn serve_until_idle(k: &Arc<Kernel>, w: &Worker, watched: &mut Vec<Arc<Task>>) -
             return armed;
         }
         idle += 1;
-        if idle >= k.spin_rounds {
+        if idle >= k.spin_rounds || !k.update_spin_policy() {
             armed = Some(w.bell.prepare());
         } else {
             std::hint::spin_loop();
