@@ -19,8 +19,8 @@
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -69,6 +69,8 @@ pub struct CpuClock {
     park: Arc<Park>,
     /// The ticker thread, joined on drop.
     ticker: Mutex<Option<JoinHandle<()>>>,
+    /// Tasks charged at every tick, by the mode they are in.
+    tasks: Mutex<Vec<Weak<TaskCpu>>>,
 }
 
 /// The ticker's parking spot.
@@ -159,6 +161,7 @@ impl CpuClock {
                 wake: Condvar::new(),
             }),
             ticker: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
         });
         let weak = Arc::downgrade(&clock);
         let park = Arc::clone(&clock.park);
@@ -264,6 +267,7 @@ fn ticker_main(clock: &Weak<CpuClock>, park: &Park) {
         let Some(c) = clock.upgrade() else { return };
         if c.running.load(Ordering::Relaxed) > 0 {
             c.ticks.fetch_add(1, Ordering::Relaxed);
+            c.charge_tick();
         }
         drop(c);
 
@@ -279,111 +283,88 @@ fn ticker_main(clock: &Weak<CpuClock>, park: &Park) {
     }
 }
 
-/// Nanoseconds of monotonic time since a process-wide base.
-fn now_ns() -> u64 {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    let base = *BASE.get_or_init(Instant::now);
-    u64::try_from(Instant::now().saturating_duration_since(base).as_nanos()).unwrap_or(u64::MAX)
-}
-
 /// What a task is doing, for accounting.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Mode {
-    /// Blocked, parked, not started or exited: no time accrues.
-    #[default]
-    Stopped,
-    /// Running guest code.
-    User,
-    /// Being served by the kernel (a syscall or fault).
-    Sys,
-}
+const MODE_STOPPED: u8 = 0;
+const MODE_USER: u8 = 1;
+const MODE_SYS: u8 = 2;
 
-#[derive(Clone, Copy, Debug, Default)]
-struct CpuState {
-    mode: Mode,
-    /// When `mode` was entered ([`now_ns`] time); meaningless when stopped.
-    since_ns: u64,
-    /// Completed user intervals.
-    user_ns: u64,
-    /// Completed system intervals.
-    sys_ns: u64,
-}
-
-impl CpuState {
-    /// Closes the current interval at `now` and enters `mode`.
-    fn switch(&mut self, mode: Mode, now: u64) {
-        let elapsed = now.saturating_sub(self.since_ns);
-        match self.mode {
-            Mode::Stopped => {}
-            Mode::User => self.user_ns = self.user_ns.saturating_add(elapsed),
-            Mode::Sys => self.sys_ns = self.sys_ns.saturating_add(elapsed),
-        }
-        self.mode = mode;
-        self.since_ns = now;
-    }
-}
-
-/// One task's CPU time: wall-clock nanoseconds spent running guest code
-/// (user) and being served by the kernel (system).
-///
-/// Transitions are made by the worker currently serving the task; [`times`]
-/// may be called from any thread at any time. The state sits behind a small
-/// mutex, held for a few instructions, and the clock is read inside it. That
-/// orders every reading against every transition, so a reader never sees an
-/// interval counted twice or a total go backwards — not even by the few
-/// nanoseconds a lock-free snapshot could lose when its clock read races
-/// with a transition on another CPU. The cost, an uncontended lock and a
-/// vDSO clock read per transition, is small next to serving a syscall.
-///
-/// [`times`]: TaskCpu::times
+/// A task's CPU time, built on the cpu clock (as gVisor's task accounting
+/// is): the task only publishes what it is doing (one relaxed store per
+/// transition, nothing else on the syscall path), and at every clock tick
+/// the ticker charges one tick to each registered task that is running, as
+/// user time when it runs guest code and as system time while the sentry
+/// serves it. Times are therefore multiples of [`CLOCK_TICK`], like Linux
+/// with tick-based accounting.
 #[derive(Debug, Default)]
 pub struct TaskCpu {
-    state: Mutex<CpuState>,
+    mode: AtomicU8,
+    user_ticks: AtomicU64,
+    sys_ticks: AtomicU64,
 }
 
 impl TaskCpu {
-    /// A task that has not run yet.
+    /// A stopped task with no time.
     pub fn new() -> TaskCpu {
         TaskCpu::default()
     }
 
     /// The task enters guest code (user time starts).
+    #[inline]
     pub fn enter_user(&self) {
-        self.switch(Mode::User);
+        self.mode.store(MODE_USER, Ordering::Relaxed);
     }
 
-    /// The task stops in the guest (a syscall or fault): user time ends,
-    /// system time starts.
+    /// The task stopped in the guest and the sentry serves it (system time).
+    #[inline]
     pub fn enter_sys(&self) {
-        self.switch(Mode::Sys);
+        self.mode.store(MODE_SYS, Ordering::Relaxed);
     }
 
-    /// The task blocks or exits: whatever was running ends.
+    /// The task blocks or exits: it is charged nothing until it runs again.
+    #[inline]
     pub fn stop(&self) {
-        self.switch(Mode::Stopped);
+        self.mode.store(MODE_STOPPED, Ordering::Relaxed);
     }
 
-    /// (user, system) nanoseconds so far, including the running interval if
-    /// any.
+    /// (user, system) nanoseconds so far.
     pub fn times(&self) -> (u64, u64) {
-        let state = self.state.lock();
-        // Close the running interval on a copy; the clock is read under the
-        // lock (see the type's documentation).
-        let mut totals = *state;
-        totals.switch(Mode::Stopped, now_ns());
-        drop(state);
-        (totals.user_ns, totals.sys_ns)
+        (
+            self.user_ticks
+                .load(Ordering::Relaxed)
+                .saturating_mul(TICK_NS),
+            self.sys_ticks
+                .load(Ordering::Relaxed)
+                .saturating_mul(TICK_NS),
+        )
     }
 
-    fn switch(&self, mode: Mode) {
-        let mut state = self.state.lock();
-        let now = now_ns();
-        state.switch(mode, now);
+    /// One tick in whatever mode the task is in.
+    fn charge(&self) {
+        match self.mode.load(Ordering::Relaxed) {
+            MODE_USER => self.user_ticks.fetch_add(1, Ordering::Relaxed),
+            MODE_SYS => self.sys_ticks.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
     }
 }
 
-/// Sums of several tasks' times (for a thread group and its reaped
-/// children).
+impl CpuClock {
+    /// Makes the ticker charge `task` from now on (until it is dropped).
+    pub fn register(&self, task: &Arc<TaskCpu>) {
+        self.tasks.lock().push(Arc::downgrade(task));
+    }
+
+    fn charge_tick(&self) {
+        self.tasks.lock().retain(|t| match t.upgrade() {
+            Some(t) => {
+                t.charge();
+                true
+            }
+            None => false,
+        });
+    }
+}
+
 #[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CpuTimes {
     /// User time in nanoseconds.
@@ -536,27 +517,33 @@ mod tests {
     #[test]
     fn task_cpu_user_sys_split() {
         let _serial = SERIAL.lock();
-        let cpu = TaskCpu::new();
+        let clock = CpuClock::new();
+        let cpu = Arc::new(TaskCpu::new());
+        clock.register(&cpu);
         assert_eq!(cpu.times(), (0, 0));
+        clock.task_running();
         cpu.enter_user();
-        thread::sleep(Duration::from_millis(50));
-        // The running interval is included.
+        thread::sleep(Duration::from_millis(100));
         let (user, sys) = cpu.times();
-        assert!(user >= 50_000_000, "user = {user}");
+        assert!((40_000_000..=200_000_000).contains(&user), "user = {user}");
         assert_eq!(sys, 0);
         cpu.enter_sys();
-        thread::sleep(Duration::from_millis(20));
+        thread::sleep(Duration::from_millis(60));
         cpu.stop();
+        clock.task_stopped();
         let (user, sys) = cpu.times();
-        assert!(user >= 50_000_000, "user = {user}");
+        assert!(user >= 40_000_000, "user = {user}");
         assert!(sys >= 20_000_000, "sys = {sys}");
-        // Neither is anywhere near the other's interval.
-        assert!(sys < user);
-        thread::sleep(Duration::from_millis(20));
+        assert_eq!(user % TICK_NS, 0, "times are whole ticks");
+        // A stopped task is charged nothing.
+        thread::sleep(Duration::from_millis(50));
         assert_eq!(cpu.times(), (user, sys));
-        // Stopping twice changes nothing either.
-        cpu.stop();
-        assert_eq!(cpu.times(), (user, sys));
+        // Dropped tasks leave the registry.
+        drop(cpu);
+        clock.task_running();
+        thread::sleep(Duration::from_millis(30));
+        clock.task_stopped();
+        assert!(clock.tasks.lock().is_empty());
     }
 
     #[test]
@@ -599,7 +586,11 @@ mod tests {
         let _serial = SERIAL.lock();
         let started = Instant::now();
         let clock = CpuClock::new();
-        let tasks: Arc<Vec<TaskCpu>> = Arc::new((0..WRITERS).map(|_| TaskCpu::new()).collect());
+        let tasks: Arc<Vec<Arc<TaskCpu>>> =
+            Arc::new((0..WRITERS).map(|_| Arc::new(TaskCpu::new())).collect());
+        for t in tasks.iter() {
+            clock.register(t);
+        }
         let done = Arc::new(AtomicBool::new(false));
         let barrier = Arc::new(Barrier::new(WRITERS + READERS));
 
@@ -669,9 +660,13 @@ mod tests {
                     }
                     let elapsed = begin.elapsed();
                     let (user, sys) = cpu.times();
-                    assert!(user > 0 && sys > 0);
+                    // Ticks are charged while running; a task can gain at
+                    // most one per tick that passed (plus the one in flight).
                     let elapsed_ns = u64::try_from(elapsed.as_nanos()).unwrap();
-                    assert!(user + sys <= elapsed_ns, "{user} + {sys} > {elapsed_ns}");
+                    assert!(
+                        user + sys <= elapsed_ns + 2 * TICK_NS,
+                        "{user} + {sys} > {elapsed_ns} + 2 ticks"
+                    );
                 })
             })
             .collect();

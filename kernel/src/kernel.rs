@@ -509,6 +509,9 @@ impl Kernel {
     /// The task runs (in the guest or in a worker): it counts for the cpu clock.
     fn mark_running(&self, task: &Task) {
         if !task.on_clock.swap(true, Ordering::AcqRel) {
+            if !task.clock_registered.swap(true, Ordering::Relaxed) {
+                self.cpu_clock.register(&task.cpu);
+            }
             self.cpu_clock.task_running();
         }
     }
@@ -805,7 +808,11 @@ fn serve_until_idle(k: &Arc<Kernel>, w: &Worker, watched: &mut Vec<Arc<Task>>) -
         while i < watched.len() {
             let t = &watched[i];
             // A task of a dying process stops with Died once its stub is gone.
-            let stop = t.inner.lock().ctx.poll();
+            let stop = if t.interrupter.may_have_stopped() {
+                t.inner.lock().ctx.poll()
+            } else {
+                None
+            };
             if let Some(stop) = stop {
                 busy = true;
                 t.cpu.enter_sys();

@@ -80,9 +80,11 @@ pub struct Task {
     /// `comm`, as set by `prctl(PR_SET_NAME)`.
     pub name: Mutex<[u8; 16]>,
     /// CPU time used, split into guest (user) and sentry (system) time.
-    pub cpu: crate::cpuclock::TaskCpu,
+    pub cpu: Arc<crate::cpuclock::TaskCpu>,
     /// Whether the task counts as running for the kernel's cpu clock.
     pub(crate) on_clock: AtomicBool,
+    /// Whether the cpu clock charges this task.
+    pub(crate) clock_registered: AtomicBool,
 }
 
 impl Task {
@@ -114,8 +116,9 @@ impl Task {
             }),
             interrupter,
             name: Mutex::new([0; 16]),
-            cpu: crate::cpuclock::TaskCpu::new(),
+            cpu: Arc::new(crate::cpuclock::TaskCpu::new()),
             on_clock: AtomicBool::new(false),
+            clock_registered: AtomicBool::new(false),
         });
         tg.tasks.lock().push(Arc::downgrade(&t));
         t

@@ -221,6 +221,11 @@ pub trait Context: Send {
 /// Interrupts a guest thread from anywhere in the sentry.
 pub trait Interrupter: Send + Sync {
     fn interrupt(&self);
+    /// A lock-free hint for workers: false means the guest surely has not
+    /// stopped since its last resume (so `Context::poll` would say `None`).
+    fn may_have_stopped(&self) -> bool {
+        true
+    }
 }
 
 /// A guest address space: one host process.

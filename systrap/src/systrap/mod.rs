@@ -208,8 +208,9 @@ impl Platform for Systrap {
         let proc = spawn::spawn(&self.shared, worker)?;
         let ctx = SystrapContext {
             interrupter: Arc::new(ThreadInterrupter {
-                proc: Arc::downgrade(&proc),
+                proc: proc.clone(),
                 host_tid: AtomicI32::new(proc.pid),
+                slot: 0,
             }),
             proc,
             slot: 0,
@@ -416,13 +417,14 @@ impl Drop for StubProcess {
 }
 
 struct ThreadInterrupter {
-    proc: Weak<StubProcess>,
+    proc: Arc<StubProcess>,
     host_tid: AtomicI32,
+    slot: u64,
 }
 
 impl Interrupter for ThreadInterrupter {
     fn interrupt(&self) {
-        let Some(p) = self.proc.upgrade() else { return };
+        let p = &self.proc;
         let tid = self.host_tid.load(Ordering::Acquire);
         if tid > 0 && !p.is_dead() {
             // SAFETY: tgkill with plain integers.
@@ -435,6 +437,11 @@ impl Interrupter for ThreadInterrupter {
                 )
             };
         }
+    }
+
+    fn may_have_stopped(&self) -> bool {
+        self.proc.page(self.slot).state.load(Ordering::Acquire) == ST_TRAPPED
+            || self.proc.dead.load(Ordering::Relaxed)
     }
 }
 
@@ -776,8 +783,9 @@ impl Context for SystrapContext {
         };
         Ok(Box::new(SystrapContext {
             interrupter: Arc::new(ThreadInterrupter {
-                proc: Arc::downgrade(&proc),
+                proc: proc.clone(),
                 host_tid: AtomicI32::new(tid),
+                slot,
             }),
             proc,
             slot,
