@@ -110,10 +110,11 @@ impl Mm {
 
     /// A free range of `len` bytes, top-down from MMAP_TOP (or at `hint`).
     fn find_free(inner: &Inner, len: u64, hint: u64) -> Option<u64> {
-        if hint >= MMAP_MIN_ADDR && hint.checked_add(len).is_some_and(|e| e <= GUEST_END) {
-            if !Self::overlaps(inner, hint, hint + len) {
-                return Some(hint);
-            }
+        if hint >= MMAP_MIN_ADDR
+            && hint.checked_add(len).is_some_and(|e| e <= GUEST_END)
+            && !Self::overlaps(inner, hint, hint + len)
+        {
+            return Some(hint);
         }
         let mut top = MMAP_TOP;
         for (_, v) in inner.vmas.range(..MMAP_TOP).rev() {

@@ -24,10 +24,13 @@ use crate::platform::PlatformError;
 use crate::sys;
 
 /// Waits for stub processes to exit and marks them dead.
+/// What to call when a stub process dies (wakes the kernel's workers).
+pub(super) type DeathHook = Arc<dyn Fn() + Send + Sync>;
+
 pub(super) struct Reaper {
     epoll: OwnedFd,
     registry: Arc<Registry>,
-    hook: Arc<Mutex<Option<Arc<dyn Fn() + Send + Sync>>>>,
+    hook: Arc<Mutex<Option<DeathHook>>>,
 }
 
 impl Reaper {
@@ -40,7 +43,7 @@ impl Reaper {
         // SAFETY: ep is a fresh fd we own.
         let epoll = unsafe { OwnedFd::from_raw_fd(ep) };
         let registry: Arc<Registry> = Arc::default();
-        let hook: Arc<Mutex<Option<Arc<dyn Fn() + Send + Sync>>>> = Arc::default();
+        let hook: Arc<Mutex<Option<DeathHook>>> = Arc::default();
         let (reg, hk, epfd) = (registry.clone(), hook.clone(), ep);
         std::thread::Builder::new()
             .name("stub-reaper".into())
@@ -99,8 +102,8 @@ fn reap_loop(epfd: i32, registry: &Registry, hook: &Mutex<Option<Arc<dyn Fn() + 
                         libc::WEXITED,
                     )
                 };
-                // SAFETY: si_status is valid for CLD_* siginfo filled by waitid.
                 if r == 0 {
+                    // SAFETY: waitid filled a CLD_* siginfo, whose si_status is valid.
                     unsafe { info.si_status() }
                 } else {
                     -1
@@ -333,9 +336,9 @@ unsafe fn child_main(p: &ChildParams) -> ! {
             loop {}
         }};
     }
-    // SAFETY (whole block): raw syscalls on values prepared by the parent;
-    // the stub region was reserved PROT_NONE in the sentry, so MAP_FIXED
-    // replaces only that reservation.
+    // SAFETY: 1. raw syscalls on values prepared by the parent; 2. the stub
+    // region was reserved PROT_NONE in the sentry, so MAP_FIXED replaces only
+    // that reservation; 3. the final jump never returns to Rust code.
     unsafe {
         sc(libc::SYS_setsid, []);
         sc(
@@ -343,9 +346,9 @@ unsafe fn child_main(p: &ChildParams) -> ! {
             [
                 (libc::PR_SET_PDEATHSIG) as i64,
                 (libc::SIGKILL) as i64,
-                (0) as i64,
-                (0) as i64,
-                (0) as i64,
+                0_i64,
+                0_i64,
+                0_i64,
             ],
         );
         if sc(libc::SYS_getppid, []) as i32 != p.parent {
@@ -371,8 +374,8 @@ unsafe fn child_main(p: &ChildParams) -> ! {
                 (code_map) as i64,
                 (libc::PROT_READ | libc::PROT_WRITE) as i64,
                 (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED) as i64,
-                (-1) as i64,
-                (0) as i64,
+                -1_i64,
+                0_i64,
             ],
         );
         if m as u64 != STUB_CODE {
@@ -401,7 +404,7 @@ unsafe fn child_main(p: &ChildParams) -> ! {
                 (libc::PROT_READ | libc::PROT_WRITE) as i64,
                 (libc::MAP_SHARED | libc::MAP_FIXED) as i64,
                 (p.doorbells_fd) as i64,
-                (0) as i64,
+                0_i64,
             ],
         );
         if m as u64 != STUB_DOORBELLS {
@@ -415,7 +418,7 @@ unsafe fn child_main(p: &ChildParams) -> ! {
                 (libc::PROT_READ | libc::PROT_WRITE) as i64,
                 (libc::MAP_SHARED | libc::MAP_FIXED) as i64,
                 (p.slots_fd) as i64,
-                (0) as i64,
+                0_i64,
             ],
         );
         if m as u64 != STUB_SLOTS {
@@ -423,16 +426,16 @@ unsafe fn child_main(p: &ChildParams) -> ! {
         }
         let a = sc(
             libc::SYS_fcntl,
-            [(p.memfile_fd) as i64, (libc::F_DUPFD) as i64, (64) as i64],
+            [(p.memfile_fd) as i64, (libc::F_DUPFD) as i64, 64_i64],
         );
         let b = sc(
             libc::SYS_fcntl,
-            [(p.slots_fd) as i64, (libc::F_DUPFD) as i64, (64) as i64],
+            [(p.slots_fd) as i64, (libc::F_DUPFD) as i64, 64_i64],
         );
         if a < 0
             || b < 0
-            || sc(libc::SYS_dup2, [(a) as i64, (STUB_MEMFILE_FD) as i64]) < 0
-            || sc(libc::SYS_dup2, [(b) as i64, (STUB_SLOTFILE_FD) as i64]) < 0
+            || sc(libc::SYS_dup2, [(a), (STUB_MEMFILE_FD) as i64]) < 0
+            || sc(libc::SYS_dup2, [(b), (STUB_SLOTFILE_FD) as i64]) < 0
         {
             die!(105);
         }
