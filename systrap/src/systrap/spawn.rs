@@ -283,6 +283,7 @@ pub(super) fn spawn(
                     "the stub stopped with signal {signo} at {rip:#x} before it started"
                 )));
             }
+            write_perf_map(proc.pid);
             return Ok(proc);
         }
         if proc.dead.load(Ordering::SeqCst) {
@@ -466,3 +467,26 @@ unsafe fn child_main(p: &ChildParams) -> ! {
 
 #[allow(dead_code)]
 fn _weak(_: Weak<StubProcess>) {}
+
+/// With `SENTRY_PERF_MAP=1`, writes `/tmp/perf-PID.map` so that `perf
+/// report` names the stub's code (perf reads such maps for anonymous
+/// executable memory, as for JIT code). `perf/profile.sh` sets it.
+fn write_perf_map(pid: i32) {
+    if std::env::var_os("SENTRY_PERF_MAP").is_none_or(|v| v != "1") {
+        return;
+    }
+    let table = sentry_stubs::symbol_table();
+    let mut offsets: Vec<u64> = table.iter().map(|&(_, o)| o).collect();
+    offsets.push(sentry_stubs::code().len() as u64);
+    offsets.sort_unstable();
+    let mut out = String::new();
+    for (name, off) in table {
+        let end = offsets
+            .iter()
+            .copied()
+            .find(|&o| o > off)
+            .unwrap_or(off + 1);
+        out.push_str(&format!("{:x} {:x} {name}\n", STUB_CODE + off, end - off));
+    }
+    let _ = std::fs::write(format!("/tmp/perf-{pid}.map"), out);
+}
