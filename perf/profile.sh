@@ -13,7 +13,9 @@ command -v perf >/dev/null || { echo "perf is not installed (Debian: linux-perf)
 cargo build --release --quiet
 before=$(ls /tmp/perf-*.map 2>/dev/null || true)
 SENTRY_PERF_MAP=1 perf record -e cpu-clock -F 10000 -g -o perf.data -- target/release/sentry run "$@" >/dev/null
-perf report -i perf.data --no-children --sort comm,dso,sym --stdio 2>/dev/null | grep -v '^$' | head -60
+perf report -i perf.data --no-children --sort comm,dso,sym --stdio 2>/dev/null >perf.report || true
+grep -v '^$' perf.report | head -60 || true
+rm -f perf.report
 # Remove the stub symbol maps this run wrote (perf report needed them).
 for m in $(ls /tmp/perf-*.map 2>/dev/null || true); do
   case " $before " in *" $m "*) ;; *) rm -f "$m" ;; esac
