@@ -184,8 +184,7 @@ fn sh_builtins() {
                   if [ -d / ] && [ ! -e /nonexistent ]; then echo tests-ok; fi; \
                   printf '%s-%d\\n' abc 42; cd /usr && pwd; \
                   exit $((x % 7))";
-    // (No `read` builtin: busybox's uses poll(2), which the sentry does not
-    // implement yet.)
+    // (The `read` builtin is covered in tests/pipes.rs.)
     if let Some(out) = check("sh builtins", &["sh", "-c", script], &RunOpts::default()) {
         assert_eq!(out, "x=32\ntests-ok\nabc-42\n/usr\n");
     }

@@ -91,6 +91,8 @@ pub(crate) struct Worker {
 
 /// The sandbox's kernel.
 pub struct Kernel {
+    /// The kernel itself, for wait queues that outlive a syscall.
+    me: Weak<Kernel>,
     pub platform: Arc<dyn Platform>,
     pub config: KernelConfig,
     pub(crate) workers: Vec<Arc<Worker>>,
@@ -197,7 +199,10 @@ impl Kernel {
                 })
             })
             .collect();
-        let k = Arc::new(Kernel {
+        let poller = Epoll::new().map_err(InitError::Threads)?;
+        let cpu_clock = crate::cpuclock::CpuClock::try_new().map_err(InitError::Threads)?;
+        let k = Arc::new_cyclic(|me| Kernel {
+            me: me.clone(),
             platform: platform.clone(),
             config: KernelConfig {
                 cpus,
@@ -212,7 +217,7 @@ impl Kernel {
             exit_reason: Mutex::new(None),
             shutdown: AtomicBool::new(false),
             timers: Timers::default(),
-            poller: Epoll::new().map_err(InitError::Threads)?,
+            poller,
             enosys_logged: Mutex::new(HashSet::new()),
             spin_rounds: if config.spin { 4096 } else { 0 },
             host_cpus: std::thread::available_parallelism()
@@ -236,7 +241,7 @@ impl Kernel {
             exit_error: Mutex::new(None),
             unique_id: AtomicU64::new(0),
             inotify_cookie: AtomicU32::new(0),
-            cpu_clock: crate::cpuclock::CpuClock::try_new().map_err(InitError::Threads)?,
+            cpu_clock,
         });
         let weak = Arc::downgrade(&k);
         platform.set_death_hook(Box::new(move || {
@@ -574,13 +579,35 @@ impl Kernel {
         }
     }
 
+    /// A weak handle on the kernel (for wait queues).
+    pub fn weak(&self) -> Weak<Kernel> {
+        self.me.clone()
+    }
+
     /// Wakes `task` when host fd `fd` is readable (`write`: writable).
     pub(crate) fn wait_fd(&self, task: &Arc<Task>, fd: i32, write: bool) -> Result<(), Errno> {
-        let ev = if write {
-            libc::EPOLLOUT
-        } else {
-            libc::EPOLLIN | libc::EPOLLRDHUP
-        } as u32;
+        let ev = if write { libc::POLLOUT } else { libc::POLLIN };
+        self.wait_fd_events(task, fd, ev)
+    }
+
+    /// Wakes `task` when host fd `fd` has any of the `poll` events
+    /// `events` (POLLIN, POLLOUT, POLLPRI), or hangs up.
+    pub(crate) fn wait_fd_events(
+        &self,
+        task: &Arc<Task>,
+        fd: i32,
+        events: i16,
+    ) -> Result<(), Errno> {
+        let mut ev = 0u32;
+        if events & (libc::POLLIN | libc::POLLRDNORM) != 0 {
+            ev |= (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+        }
+        if events & (libc::POLLOUT | libc::POLLWRNORM) != 0 {
+            ev |= libc::EPOLLOUT as u32;
+        }
+        if events & libc::POLLPRI != 0 {
+            ev |= libc::EPOLLPRI as u32;
+        }
         self.poller
             .arm(fd, ev | libc::EPOLLHUP as u32, task.tid as u64)
             .map_err(Errno::from)

@@ -14,6 +14,7 @@ pub mod init;
 pub mod kernel;
 pub mod loader;
 pub mod mm;
+pub mod pipe;
 pub mod process;
 pub mod syscalls;
 pub mod task;

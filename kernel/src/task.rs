@@ -22,6 +22,10 @@ pub enum Restart {
         waiter: Arc<crate::futex::Waiter>,
         deadline: Option<Instant>,
     },
+    /// A blocking write that already moved `done` bytes.
+    Write { done: usize },
+    /// `poll`/`select` waiting until the deadline (None: forever).
+    Poll { deadline: Option<Instant> },
 }
 
 /// How a new task reaches the guest.

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use sentry_systrap::host;
 
 use crate::errno::Errno;
+use crate::pipe::{EventFd, PipeEnd, Waiter, POLLIN, POLLOUT};
 
 /// What an open file is.
 pub enum FileKind {
@@ -30,6 +31,12 @@ pub enum FileKind {
     Random,
     /// A file whose contents the sentry makes up.
     Synthetic(Vec<u8>),
+    /// The read end of a pipe.
+    PipeRead(PipeEnd),
+    /// The write end of a pipe.
+    PipeWrite(PipeEnd),
+    /// An eventfd counter.
+    EventFd(EventFd),
 }
 
 /// An open file description.
@@ -43,11 +50,14 @@ pub struct File {
     pub path: String,
 }
 
-/// A read that could not complete now.
+/// How far a read or write got.
 pub enum Io {
     Done(usize),
     /// Wait until this host fd is readable (or writable) and retry.
     WouldBlock(RawFd),
+    /// This many bytes were transferred; for the rest, register with
+    /// [`File::poll`] and block until the file changes.
+    Wait(usize),
 }
 
 impl File {
@@ -60,7 +70,7 @@ impl File {
         })
     }
 
-    fn nonblocking(&self) -> bool {
+    pub fn nonblocking(&self) -> bool {
         *self.flags.lock() & libc::O_NONBLOCK != 0
     }
 
@@ -104,6 +114,9 @@ impl File {
                 *off += n as u64;
                 Ok(Io::Done(n))
             }
+            FileKind::PipeRead(p) => p.read(buf, self.nonblocking()),
+            FileKind::EventFd(e) => e.read(buf, self.nonblocking()),
+            FileKind::PipeWrite(_) => Err(Errno::EBADF),
         }
     }
 
@@ -130,15 +143,41 @@ impl File {
     }
 
     /// Writes at the file offset.
-    pub fn write(&self, buf: &[u8]) -> Result<usize, Errno> {
+    pub fn write(&self, buf: &[u8]) -> Result<Io, Errno> {
         let acc = *self.flags.lock() & libc::O_ACCMODE;
         if acc == libc::O_RDONLY {
             return Err(Errno::EBADF);
         }
         match &self.kind {
-            FileKind::Stdio(fd) => host::write(*fd, buf).map_err(Errno::from),
-            FileKind::Null | FileKind::Zero | FileKind::Random => Ok(buf.len()),
+            FileKind::Stdio(fd) => Ok(Io::Done(host::write(*fd, buf).map_err(Errno::from)?)),
+            FileKind::Null | FileKind::Zero | FileKind::Random => Ok(Io::Done(buf.len())),
+            FileKind::PipeWrite(p) => p.write(buf, self.nonblocking()),
+            FileKind::EventFd(e) => e.write(buf, self.nonblocking()),
             _ => Err(Errno::EBADF),
+        }
+    }
+
+    /// Readiness as `poll` revents (POLLIN, POLLOUT, POLLHUP, POLLERR),
+    /// registering `waiter` to be woken when a sentry-served file changes.
+    /// Host streams report their readiness now; waiting on them is the
+    /// caller's (see [`File::host_poll_fd`]).
+    pub fn poll(&self, waiter: Option<&Waiter>) -> Result<i16, Errno> {
+        match &self.kind {
+            FileKind::PipeRead(p) | FileKind::PipeWrite(p) => Ok(p.poll(waiter)),
+            FileKind::EventFd(e) => Ok(e.poll(waiter)),
+            FileKind::Stdio(fd) => {
+                host::poll_now(*fd, POLLIN | POLLOUT | libc::POLLPRI).map_err(Errno::from)
+            }
+            // Regular files and devices are always ready.
+            _ => Ok(POLLIN | POLLOUT | libc::POLLRDNORM | libc::POLLWRNORM),
+        }
+    }
+
+    /// The host fd whose readiness `poll` must wait on, if any.
+    pub fn host_poll_fd(&self) -> Option<RawFd> {
+        match &self.kind {
+            FileKind::Stdio(fd) => Some(*fd),
+            _ => None,
         }
     }
 
@@ -187,6 +226,9 @@ impl File {
             }
             FileKind::Null | FileKind::Zero | FileKind::Random => Ok(0),
             FileKind::Stdio(fd) => host::lseek(*fd, off, whence).map_err(Errno::from),
+            FileKind::PipeRead(_) | FileKind::PipeWrite(_) | FileKind::EventFd(_) => {
+                Err(Errno::ESPIPE)
+            }
         }
     }
 
@@ -204,6 +246,10 @@ impl File {
                 host::fstatat(libc::AT_FDCWD, path, 0).map_err(Errno::from)
             }
             FileKind::Synthetic(data) => Ok(synthetic_stat(data.len() as u64)),
+            FileKind::PipeRead(_) | FileKind::PipeWrite(_) => {
+                Ok(anon_stat(libc::S_IFIFO | 0o600, PIPE_INO))
+            }
+            FileKind::EventFd(_) => Ok(anon_stat(0o600, EVENTFD_INO)),
         }
     }
 
@@ -227,6 +273,19 @@ pub fn synthetic_stat(size: u64) -> [u8; host::STAT_SIZE] {
     b[16..24].copy_from_slice(&1u64.to_le_bytes()); // st_nlink
     b[24..28].copy_from_slice(&(libc::S_IFREG | 0o444).to_le_bytes()); // st_mode
     b[48..56].copy_from_slice(&size.to_le_bytes()); // st_size
+    b[56..64].copy_from_slice(&4096u64.to_le_bytes()); // st_blksize
+    b
+}
+
+const PIPE_INO: u64 = 0x7069_7065;
+const EVENTFD_INO: u64 = 0x6576_6664;
+
+/// A `struct stat` for a pipe or anonymous inode.
+fn anon_stat(mode: u32, ino: u64) -> [u8; host::STAT_SIZE] {
+    let mut b = [0u8; host::STAT_SIZE];
+    b[8..16].copy_from_slice(&ino.to_le_bytes()); // st_ino
+    b[16..24].copy_from_slice(&1u64.to_le_bytes()); // st_nlink
+    b[24..28].copy_from_slice(&mode.to_le_bytes()); // st_mode
     b[56..64].copy_from_slice(&4096u64.to_le_bytes()); // st_blksize
     b
 }

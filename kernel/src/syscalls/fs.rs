@@ -8,6 +8,8 @@ use sentry_systrap::host;
 
 use super::{ret, Outcome, Sys};
 use crate::errno::Errno;
+use crate::pipe::{Waiter, POLLERR, POLLHUP, POLLIN, POLLOUT};
+use crate::task::Restart;
 use crate::vfs::{self, File, Io, Resolved};
 
 /// Largest single transfer (Linux caps at MAX_RW_COUNT similarly).
@@ -44,6 +46,48 @@ fn wait_host(s: &Sys, fd: i32, write: bool) -> Result<Outcome, Errno> {
     Ok(Outcome::Block { deadline: None })
 }
 
+/// Blocks the task until a sentry-served file (pipe, eventfd) changes.
+/// Registration re-checks readiness under the file's lock: if `wanted`
+/// events are already there, the task is woken at once and retries.
+fn wait_file(s: &Sys, f: &File, wanted: i16) -> Result<Outcome, Errno> {
+    let w = Waiter::new(s.k, s.task);
+    if f.poll(Some(&w))? & wanted != 0 {
+        s.k.wake(s.task);
+    }
+    Ok(Outcome::Block { deadline: None })
+}
+
+/// Blocks a read that found nothing to read.
+fn wait_read(s: &Sys, f: &File, io: Io) -> Result<Outcome, Errno> {
+    match io {
+        Io::WouldBlock(fd) => wait_host(s, fd, false),
+        _ => wait_file(s, f, POLLIN | POLLHUP | POLLERR),
+    }
+}
+
+/// Writes `buf` whole, blocking (and keeping the progress in the task's
+/// restart state) while a pipe is full; non-blocking files may write less.
+fn write_all(s: &mut Sys, f: &File, buf: &[u8]) -> Result<Outcome, Errno> {
+    let done = match s.t.restart {
+        Some(Restart::Write { done }) => done.min(buf.len()),
+        _ => 0,
+    };
+    s.t.restart = None;
+    match f.write(&buf[done..]) {
+        Ok(Io::Done(n)) => ret(done + n),
+        Ok(Io::Wait(n)) => {
+            s.t.restart = Some(Restart::Write { done: done + n });
+            wait_file(s, f, POLLOUT | POLLERR)
+        }
+        Ok(Io::WouldBlock(fd)) => {
+            s.t.restart = Some(Restart::Write { done });
+            wait_host(s, fd, true)
+        }
+        Err(_) if done > 0 => ret(done),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn read(s: &mut Sys) -> Result<Outcome, Errno> {
     let f = file(s, s.a[0])?;
     let len = (s.a[2] as usize).min(MAX_IO).min(CHUNK);
@@ -53,7 +97,7 @@ pub fn read(s: &mut Sys) -> Result<Outcome, Errno> {
             s.mm().write(s.a[1], &buf[..n])?;
             ret(n)
         }
-        Io::WouldBlock(fd) => wait_host(s, fd, false),
+        io => wait_read(s, &f, io),
     }
 }
 
@@ -62,7 +106,7 @@ pub fn write(s: &mut Sys) -> Result<Outcome, Errno> {
     let len = (s.a[2] as usize).min(MAX_IO).min(CHUNK * 16);
     let mut buf = vec![0u8; len];
     s.mm().read(s.a[1], &mut buf)?;
-    ret(f.write(&buf)?)
+    write_all(s, &f, &buf)
 }
 
 fn iovecs(s: &Sys, addr: u64, count: u64) -> Result<Vec<(u64, usize)>, Errno> {
@@ -92,7 +136,7 @@ pub fn readv(s: &mut Sys) -> Result<Outcome, Errno> {
     let mut buf = vec![0u8; total];
     let n = match f.read(&mut buf)? {
         Io::Done(n) => n,
-        Io::WouldBlock(fd) => return wait_host(s, fd, false),
+        io => return wait_read(s, &f, io),
     };
     let mut off = 0;
     for (base, len) in iov {
@@ -116,7 +160,7 @@ pub fn writev(s: &mut Sys) -> Result<Outcome, Errno> {
         buf.resize(at + len, 0);
         s.mm().read(base, &mut buf[at..])?;
     }
-    ret(f.write(&buf)?)
+    write_all(s, &f, &buf)
 }
 
 pub fn pread64(s: &mut Sys) -> Result<Outcome, Errno> {
@@ -448,12 +492,18 @@ pub fn sendfile(s: &mut Sys) -> Result<Outcome, Errno> {
     } else {
         match inp.read(&mut buf)? {
             Io::Done(n) => n,
-            Io::WouldBlock(fd) => return wait_host(s, fd, false),
+            io => return wait_read(s, &inp, io),
         }
     };
+    // (A full output pipe ends the transfer short rather than blocking.)
     let mut done = 0;
     while done < n {
-        let w = out.write(&buf[done..n])?;
+        let w = match out.write(&buf[done..n]) {
+            Ok(Io::Done(w) | Io::Wait(w)) => w,
+            Ok(Io::WouldBlock(_)) => 0,
+            Err(_) if done > 0 => break,
+            Err(e) => return Err(e),
+        };
         if w == 0 {
             break;
         }

@@ -9,6 +9,7 @@
 pub mod fs;
 pub mod futex;
 pub mod mm;
+pub mod poll;
 pub mod process;
 pub mod signal;
 pub mod time;
@@ -134,6 +135,14 @@ table! {
     SYS_dup3 => fs::dup3, [Fd, Fd, Hex], Full;
     SYS_sendfile => fs::sendfile, [Fd, Fd, Ptr, Int], Full;
     SYS_ioctl => fs::ioctl, [Fd, Hex, Ptr], Partial("TCGETS and TIOCGWINSZ on stdio");
+    SYS_pipe => poll::pipe, [Ptr], Partial("EPIPE without SIGPIPE");
+    SYS_pipe2 => poll::pipe2, [Ptr, Hex], Partial("EPIPE without SIGPIPE");
+    SYS_eventfd => poll::eventfd, [Int], Full;
+    SYS_eventfd2 => poll::eventfd2, [Int, Hex], Full;
+    SYS_poll => poll::poll, [Ptr, Int, Int], Full;
+    SYS_ppoll => poll::ppoll, [Ptr, Int, Ptr, Ptr, Int], Partial("signal mask ignored");
+    SYS_select => poll::select, [Int, Ptr, Ptr, Ptr, Ptr], Partial("timeout not updated");
+    SYS_pselect6 => poll::pselect6, [Int, Ptr, Ptr, Ptr, Ptr, Ptr], Partial("signal mask ignored; timeout not updated");
     SYS_brk => mm::brk, [Hex], Full;
     SYS_mmap => mm::mmap, [Hex, Int, Hex, Hex, Fd, Hex], Partial("file mappings are private copies");
     SYS_munmap => mm::munmap, [Hex, Int], Full;
