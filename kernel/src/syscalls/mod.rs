@@ -387,3 +387,26 @@ pub fn support_matrix() -> String {
     s.push_str("\nEvery other syscall returns ENOSYS (logged once per number).\n");
     s
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn documented_support_matrix_is_current() {
+        // docs/SYSCALLS.md is generated: `sentry syscalls > docs/SYSCALLS.md`.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SYSCALLS.md");
+        let doc = std::fs::read_to_string(path).expect("docs/SYSCALLS.md");
+        assert_eq!(
+            doc,
+            super::support_matrix(),
+            "docs/SYSCALLS.md is stale: regenerate it with `sentry syscalls > docs/SYSCALLS.md`"
+        );
+    }
+
+    #[test]
+    fn table_has_no_duplicate_numbers() {
+        let mut seen = std::collections::HashSet::new();
+        for e in super::TABLE {
+            assert!(seen.insert(e.nr), "syscall {} ({}) is in the table twice", e.nr, e.name);
+        }
+    }
+}
