@@ -1,4 +1,4 @@
-//! A hostile guest against the stub region (0x7f00_0000_0000 and up, see
+//! A hostile guest against the stub region (0x7000_0000_0000 and up, see
 //! stubs/src/lib.rs): it shares its host process with the stub, so it can
 //! write to the stub's pages and ask for mappings there. The sentry must
 //! never panic, hang or leave processes behind, must keep the stub region
@@ -91,7 +91,7 @@ fn the_stub_region_cannot_be_mapped_or_changed() {
     let out = stub_escape("mmap");
     let text = out.stdout_str();
     for attempt in [
-        "mmap MAP_FIXED at the stub code 0x7f0000000000",
+        "mmap MAP_FIXED at the stub code 0x700000000000",
         "mmap MAP_FIXED straddling the guest end",
         "mmap MAP_FIXED at the doorbells",
         "mmap MAP_FIXED at thread slot 0",
@@ -135,7 +135,7 @@ fn mmap_fixed_at_guest_end_fails_with_an_error() {
     let line = out
         .stdout_str()
         .lines()
-        .find(|l| l.starts_with("mmap MAP_FIXED at the stub code 0x7f0000000000"))
+        .find(|l| l.starts_with("mmap MAP_FIXED at the stub code 0x700000000000"))
         .map(str::to_string)
         .unwrap_or_default();
     assert!(

@@ -135,6 +135,10 @@ pub struct Kernel {
     inotify_cookie: AtomicU32,
     /// Ticks while any task runs; parked otherwise.
     pub cpu_clock: Arc<crate::cpuclock::CpuClock>,
+    /// Live processes by PID (exec replaces the entry).
+    pub(crate) processes: Mutex<HashMap<i32, Arc<ThreadGroup>>>,
+    /// Exited processes not yet reaped by their parent: PID -> status.
+    pub(crate) zombies: Mutex<HashMap<i32, ExitStatus>>,
 }
 
 #[derive(Default)]
@@ -242,6 +246,8 @@ impl Kernel {
             unique_id: AtomicU64::new(0),
             inotify_cookie: AtomicU32::new(0),
             cpu_clock,
+            processes: Mutex::new(HashMap::new()),
+            zombies: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&k);
         platform.set_death_hook(Box::new(move || {
@@ -303,6 +309,7 @@ impl Kernel {
     /// kernel runs, else at `start`. The first process becomes global init.
     pub(crate) fn start_task(&self, task: Arc<Task>) {
         self.tasks.lock().insert(task.tid, task.clone());
+        self.processes.lock().insert(task.tg.pid, task.tg.clone());
         let mut lc = self.lifecycle.lock();
         if lc.global_init.is_none() {
             lc.global_init = Some(task.tg.clone());
@@ -629,6 +636,42 @@ impl Kernel {
         tg.address_space.kill();
         if tg.pid == 1 {
             self.finish(status);
+            return;
+        }
+        self.process_exited(tg, status);
+    }
+
+    /// Makes an exited process a zombie for its parent, wakes the parent's
+    /// waiters and hands the process's own children to init.
+    fn process_exited(&self, tg: &Arc<ThreadGroup>, status: ExitStatus) {
+        {
+            let mut procs = self.processes.lock();
+            if procs.get(&tg.pid).is_some_and(|p| Arc::ptr_eq(p, tg)) {
+                procs.remove(&tg.pid);
+            }
+        }
+        let orphans = std::mem::take(&mut tg.children.lock().pids);
+        let init = self.processes.lock().get(&1).cloned();
+        if let Some(init) = &init {
+            for pid in &orphans {
+                if let Some(c) = self.processes.lock().get(pid) {
+                    c.ppid.store(1, Ordering::Relaxed);
+                }
+            }
+            let mut ch = init.children.lock();
+            ch.pids.extend(orphans);
+            let w = ch.waiters.take();
+            drop(ch);
+            crate::pipe::wake(w);
+        }
+        let ppid = tg.ppid.load(Ordering::Relaxed);
+        if ppid == 0 {
+            return;
+        }
+        self.zombies.lock().insert(tg.pid, status);
+        if let Some(parent) = self.processes.lock().get(&ppid).cloned() {
+            let w = parent.children.lock().waiters.take();
+            crate::pipe::wake(w);
         }
     }
 

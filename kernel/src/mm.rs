@@ -549,6 +549,36 @@ impl Mm {
             .ok_or(Errno::EFAULT)
     }
 
+    /// Copies this address space into `child` (empty), mapping it through
+    /// `ctx` (the child's first thread): an eager copy of every mapping's
+    /// data, holes left as holes.
+    pub fn fork_into(&self, child: &Mm, ctx: &mut dyn Context) -> Result<(), Errno> {
+        let inner = self.inner.lock();
+        let mut cinner = child.inner.lock();
+        cinner.brk_start = inner.brk_start;
+        cinner.brk = inner.brk;
+        for v in inner.vmas.values() {
+            let len = v.end - v.start;
+            let range = self.mem.allocate(len).map_err(|_| Errno::ENOMEM)?;
+            if self.mem.copy_data(v.file_off, range.offset, len).is_err() {
+                self.mem.release(range);
+                return Err(Errno::ENOMEM);
+            }
+            if ctx.map(v.start, len, v.prot, range.offset).is_err() {
+                self.mem.release(range);
+                return Err(Errno::ENOMEM);
+            }
+            cinner.vmas.insert(
+                v.start,
+                Vma {
+                    file_off: range.offset,
+                    ..v.clone()
+                },
+            );
+        }
+        Ok(())
+    }
+
     /// Frees every mapping's memory (the address space is gone).
     pub fn release_all(&self) {
         let mut inner = self.inner.lock();

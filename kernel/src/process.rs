@@ -1,16 +1,14 @@
 //! Creating processes: a new address space, the program loaded into it, a
 //! thread group and its first task, queued to start.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use sentry_systrap::{host, Regs};
 
 use crate::kernel::Kernel;
 use crate::loader::{self, LoadError};
 use crate::mm::Mm;
-use crate::task::{FsState, SigAction, Start, Task, ThreadGroup};
+use crate::task::{FsState, SigAction, Start, Task, ThreadGroup, ThreadGroupParts};
 use crate::vfs::FdTable;
 
 /// Resource limits a process starts with (RLIMIT_NOFILE and RLIMIT_STACK so far).
@@ -165,26 +163,23 @@ impl Kernel {
             return Err(e.into());
         }
         let tid = self.alloc_tid();
-        let tg = Arc::new(ThreadGroup {
+        let tg = ThreadGroup::new(ThreadGroupParts {
             pid: tid,
-            address_space: ctx.address_space(),
             ppid: 0,
+            address_space: ctx.address_space(),
             mm,
             fds: Arc::new(args.fd_table.take().unwrap_or_else(FdTable::with_stdio)),
-            fs: Mutex::new(FsState {
+            fs: FsState {
                 cwd,
                 cwd_path: args.working_directory.clone().into_bytes(),
                 umask: args.umask,
-            }),
-            creds: args.credentials.unwrap_or(self.root_credentials),
-            limits: args.limits,
+            },
             exe: std::fs::canonicalize(&args.filename)
                 .map(|p| p.into_os_string().into_encoded_bytes())
                 .unwrap_or_else(|_| args.filename.into_bytes()),
-            sigactions: Mutex::new([SigAction::default(); 64]),
-            exiting: AtomicBool::new(false),
-            tasks: Mutex::new(Vec::new()),
-            exited_cpu: Mutex::new(Default::default()),
+            creds: args.credentials.unwrap_or(self.root_credentials),
+            limits: args.limits,
+            sigactions: [SigAction::default(); 64],
         });
         let task = Task::new(tid, tg.clone(), ctx, worker, Start::Resume);
         self.start_task(task);

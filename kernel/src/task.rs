@@ -144,6 +144,13 @@ pub struct FsState {
     pub umask: u32,
 }
 
+/// A process's children and the tasks waiting for them.
+#[derive(Default)]
+pub struct Children {
+    pub pids: Vec<i32>,
+    pub waiters: crate::pipe::WaitQueue,
+}
+
 /// A recorded signal action (delivery comes with the signals issue).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SigAction {
@@ -158,7 +165,10 @@ pub struct ThreadGroup {
     pub pid: i32,
     /// The host process the group's threads run in.
     pub address_space: Arc<dyn AddressSpace>,
-    pub ppid: i32,
+    /// Parent's PID (0 for init); changes when orphans move to init.
+    pub ppid: std::sync::atomic::AtomicI32,
+    /// PIDs of children not yet reaped, and tasks waiting in wait4/waitid.
+    pub children: Mutex<Children>,
     pub mm: Arc<Mm>,
     pub fds: Arc<FdTable>,
     pub fs: Mutex<FsState>,
@@ -174,7 +184,41 @@ pub struct ThreadGroup {
     pub exited_cpu: Mutex<crate::cpuclock::CpuTimes>,
 }
 
+/// What a new thread group is made of (its PID and links are set by the kernel).
+pub struct ThreadGroupParts {
+    pub pid: i32,
+    pub ppid: i32,
+    pub address_space: Arc<dyn AddressSpace>,
+    pub mm: Arc<Mm>,
+    pub fds: Arc<FdTable>,
+    pub fs: FsState,
+    pub exe: Vec<u8>,
+    pub creds: crate::init::Credentials,
+    pub limits: crate::process::Limits,
+    pub sigactions: [SigAction; 64],
+}
+
 impl ThreadGroup {
+    /// A thread group with no tasks yet.
+    pub fn new(p: ThreadGroupParts) -> Arc<ThreadGroup> {
+        Arc::new(ThreadGroup {
+            pid: p.pid,
+            address_space: p.address_space,
+            ppid: std::sync::atomic::AtomicI32::new(p.ppid),
+            children: Mutex::new(Children::default()),
+            mm: p.mm,
+            fds: p.fds,
+            fs: Mutex::new(p.fs),
+            exe: p.exe,
+            creds: p.creds,
+            limits: p.limits,
+            sigactions: Mutex::new(p.sigactions),
+            exiting: AtomicBool::new(false),
+            tasks: Mutex::new(Vec::new()),
+            exited_cpu: Mutex::new(Default::default()),
+        })
+    }
+
     /// Live tasks of the group.
     pub fn tasks(&self) -> Vec<Arc<Task>> {
         self.tasks

@@ -381,6 +381,11 @@ impl FdTable {
             .ok_or(Errno::EBADF)
     }
 
+    /// Closes the descriptors marked close-on-exec.
+    pub fn close_on_exec(&self) {
+        self.fds.lock().retain(|_, e| !e.cloexec);
+    }
+
     /// A copy for a new process (`fork`).
     pub fn fork(&self) -> FdTable {
         let fds = self

@@ -14,12 +14,12 @@
 //!  0x0000_0000_0000 +-------------------------------------+
 //!                   |  guest memory (mapped from the      |
 //!                   |  sentry's memory file on request)   |
-//!  GUEST_END ------ +-------------------------------------+  0x7f00_0000_0000
+//!  GUEST_END ------ +-------------------------------------+  0x7000_0000_0000
 //!  STUB_CODE        |  stub code, r-x, one copy of        |
 //!                   |  asm/stub.S (STUB_CODE_SIZE)        |
-//!  STUB_DOORBELLS   |  worker doorbells, rw, shared by    |  0x7f00_0010_0000
+//!  STUB_DOORBELLS   |  worker doorbells, rw, shared by    |  0x7000_0010_0000
 //!                   |  every stub and the sentry          |
-//!  STUB_SLOTS       |  thread slot 0 | slot 1 | ...       |  0x7f00_1000_0000
+//!  STUB_SLOTS       |  thread slot 0 | slot 1 | ...       |  0x7000_1000_0000
 //!                   |  each SLOT_SIZE, from the stub's    |
 //!                   |  slot memfd, shared with the sentry |
 //!                   +-------------------------------------+  STUB_SLOTS + MAX_SLOTS * SLOT_SIZE
@@ -45,8 +45,11 @@ use core::mem::offset_of;
 use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 
 /// First address above guest memory; the memory manager refuses guest
-/// mappings at or above it.
-pub const GUEST_END: u64 = 0x7f00_0000_0000;
+/// mappings at or above it. It lies well below where the host places the
+/// sentry's own libraries, thread stacks and large mappings (top-down from
+/// about 0x7fxx_xxxx_xxxx with up to 1 TiB of randomization), so the sentry
+/// can always reserve the stub region in its own address space.
+pub const GUEST_END: u64 = 0x7000_0000_0000;
 /// Where the stub code is mapped in every stub process.
 pub const STUB_CODE: u64 = GUEST_END;
 /// Bytes reserved for the stub code (the filter's instruction-pointer range).

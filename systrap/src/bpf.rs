@@ -228,7 +228,7 @@ pub fn simulate(prog: &[SockFilter], arch: u32, nr: u32, ip: u64) -> u32 {
 mod tests {
     use super::*;
 
-    const START: u64 = 0x7f00_0000_0000;
+    const START: u64 = 0x7000_0000_0000;
     const END: u64 = START + 0x1_0000;
 
     #[test]

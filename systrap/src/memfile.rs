@@ -180,6 +180,34 @@ impl MemoryFile {
         Ok(())
     }
 
+    /// Copies `len` bytes from `from` to `to`, skipping holes (pages never
+    /// touched stay unallocated in the copy too). Ranges must not overlap.
+    pub fn copy_data(&self, from: u64, to: u64, len: u64) -> Result<(), OutOfRange> {
+        self.check(from, len)?;
+        self.check(to, len)?;
+        let fd = self.fd.as_raw_fd();
+        let end = from + len;
+        let mut pos = from;
+        while pos < end {
+            // SAFETY: lseek on our own fd with plain integers.
+            let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
+            if data < 0 || data as u64 >= end {
+                break;
+            }
+            // SAFETY: as above.
+            let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+            let stop = if hole < 0 {
+                end
+            } else {
+                (hole as u64).min(end)
+            };
+            let start = data as u64;
+            self.copy(start, to + (start - from), stop - start)?;
+            pos = stop;
+        }
+        Ok(())
+    }
+
     /// The 32-bit word at `offset` (4-aligned), for futexes on guest memory.
     pub fn atomic_u32(&self, offset: u64) -> Result<&AtomicU32, OutOfRange> {
         if offset % 4 != 0 {

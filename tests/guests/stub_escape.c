@@ -2,8 +2,8 @@
  * stub_escape MODE: a hostile guest attacking the sentry's stub region.
  *
  * Under the sentry every guest shares its host process with the stub: the
- * stub code at 0x7f00_0000_0000, the worker doorbells at 0x7f00_0010_0000
- * and the thread slots from 0x7f00_1000_0000 (slot 0 belongs to the first
+ * stub code at 0x7000_0000_0000, the worker doorbells at 0x7000_0010_0000
+ * and the thread slots from 0x7000_1000_0000 (slot 0 belongs to the first
  * thread). See stubs/src/lib.rs. These addresses are not mapped natively,
  * so this program is only meant to run under the sentry.
  *
@@ -31,7 +31,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define GUEST_END 0x7f0000000000UL
+#define GUEST_END 0x700000000000UL
 #define STUB_DOORBELLS (GUEST_END + 0x100000UL)
 #define STUB_SLOTS (GUEST_END + 0x10000000UL)
 #define PAGE 4096UL
@@ -84,7 +84,7 @@ static int mmap_mode(void)
 	errno = 0;
 	r = mmap((void *)GUEST_END, PAGE, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-	expect_map_fail("mmap MAP_FIXED at the stub code 0x7f0000000000", r, 0);
+	expect_map_fail("mmap MAP_FIXED at the stub code 0x700000000000", r, 0);
 	errno = 0;
 	r = mmap((void *)(GUEST_END - PAGE), 2 * PAGE, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);

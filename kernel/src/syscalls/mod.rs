@@ -6,6 +6,7 @@
 //! flow that is not a return value (block, exit) is an [`Outcome`], never an
 //! errno. Unknown numbers return ENOSYS and are logged once per number.
 
+pub mod exec;
 pub mod fs;
 pub mod futex;
 pub mod mm;
@@ -168,14 +169,19 @@ table! {
     SYS_pause => process::pause, [], Partial("sleeps until the process ends");
     SYS_sched_yield => process::sched_yield, [], Full;
     SYS_prctl => process::prctl, [Int, Hex, Hex, Hex, Hex], Partial("names and dumpable flag only");
-    SYS_clone => process::clone, [Hex, Ptr, Ptr, Ptr, Hex], Partial("threads; new processes come later");
-    SYS_clone3 => process::clone3, [Ptr, Int], Partial("threads; new processes come later");
+    SYS_clone => process::clone, [Hex, Ptr, Ptr, Ptr, Hex], Partial("threads and fork-like copies");
+    SYS_clone3 => process::clone3, [Ptr, Int], Partial("threads and fork-like copies");
     SYS_futex => futex::futex, [Ptr, Int, Int, Ptr, Ptr, Hex], Partial("no PI futexes");
     SYS_tgkill => process::tgkill, [Int, Int, Int], Partial("default actions only");
     SYS_tkill => process::tkill, [Int, Int], Partial("default actions only");
     SYS_kill => process::kill, [Int, Int], Partial("default actions only");
     SYS_getcpu => process::getcpu, [Ptr, Ptr, Ptr], Full;
     SYS_sched_setaffinity => process::sched_setaffinity, [Int, Int, Ptr], Partial("recorded");
+    SYS_fork => exec::fork_syscall, [], Partial("eager copy of memory");
+    SYS_vfork => exec::vfork, [], Partial("a copy, like fork");
+    SYS_execve => exec::execve, [Path, Ptr, Ptr], Partial("static programs and #! scripts");
+    SYS_wait4 => exec::wait4, [Int, Ptr, Hex, Ptr], Partial("no stop/continue reports yet");
+    SYS_waitid => exec::waitid, [Int, Int, Ptr, Hex, Ptr], Partial("exits only");
     SYS_exit => process::exit, [Int], Full;
     SYS_exit_group => process::exit_group, [Int], Full;
     SYS_rt_sigaction => signal::rt_sigaction, [Int, Ptr, Ptr, Int], Partial("recorded; no delivery yet");
@@ -406,7 +412,12 @@ mod tests {
     fn table_has_no_duplicate_numbers() {
         let mut seen = std::collections::HashSet::new();
         for e in super::TABLE {
-            assert!(seen.insert(e.nr), "syscall {} ({}) is in the table twice", e.nr, e.name);
+            assert!(
+                seen.insert(e.nr),
+                "syscall {} ({}) is in the table twice",
+                e.nr,
+                e.name
+            );
         }
     }
 }

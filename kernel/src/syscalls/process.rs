@@ -18,7 +18,7 @@ pub fn gettid(s: &mut Sys) -> Result<Outcome, Errno> {
 }
 
 pub fn getppid(s: &mut Sys) -> Result<Outcome, Errno> {
-    ret(s.task.tg.ppid)
+    ret(s.task.tg.ppid.load(Ordering::Relaxed))
 }
 
 pub fn getuid(s: &mut Sys) -> Result<Outcome, Errno> {
@@ -120,9 +120,12 @@ fn do_clone(
     {
         return Err(Errno::EINVAL);
     }
+    if !f(libc::CLONE_THREAD) {
+        // A new process: fork, vfork, or clone without CLONE_VM.
+        return super::exec::fork(s, flags, stack, ctid, tls);
+    }
     if flags & CLONE_THREAD_FLAGS != CLONE_THREAD_FLAGS {
-        // New processes (fork, vfork) come with the process model.
-        return Err(Errno::ENOSYS);
+        return Err(Errno::EINVAL);
     }
     if f(libc::CLONE_SETTLS) && tls >= sentry_systrap::GUEST_END {
         return Err(Errno::EPERM);

@@ -1,0 +1,106 @@
+//! Processes: fork (an eager copy of memory), execve (static programs and
+//! #! scripts, close-on-exec), wait4/waitid with exit statuses, and busybox
+//! shell pipelines and subshells, all compared with native runs.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::{compare, compile_static, RunOpts, TempDir};
+
+fn opts(env: Vec<(String, String)>) -> RunOpts<'static> {
+    RunOpts {
+        env,
+        ..RunOpts::default()
+    }
+}
+
+#[test]
+fn fork_exec_wait_chain_of_depth_five_passes_exit_codes_back() {
+    let dir = TempDir::new("proc-chain");
+    let prog = compile_static(&dir, "fork_chain.c");
+    let (native, sandboxed) = compare(&prog, &["5"], &opts(vec![]));
+    assert_eq!(native.code(), 5);
+    assert_eq!(sandboxed.code(), 5);
+}
+
+#[test]
+fn fork_copies_memory_and_wait_reports_statuses() {
+    let dir = TempDir::new("proc-fork");
+    let prog = compile_static(&dir, "fork_memory.c");
+    let (_, sandboxed) = compare(&prog, &[] as &[&str], &opts(vec![]));
+    assert_eq!(sandboxed.code(), 0);
+    assert!(sandboxed
+        .stdout_str()
+        .contains("segfaulting child: signaled=1 sig=11"));
+}
+
+/// A directory of busybox applet links, so a shell finds static programs
+/// on PATH (the host's /usr/bin has dynamic ones the sandbox cannot run yet).
+fn applet_path(dir: &TempDir) -> Option<String> {
+    let bb = common::busybox("applet_path")?;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).ok()?;
+    for applet in [
+        "sh", "tr", "wc", "cat", "echo", "head", "sort", "uname", "true", "false",
+    ] {
+        std::os::unix::fs::symlink(&bb, bin.join(applet)).ok()?;
+    }
+    Some(bin.to_string_lossy().into_owned())
+}
+
+fn shell(dir: &TempDir, script: &str) -> Option<(common::Output, common::Output)> {
+    let path = applet_path(dir)?;
+    let bb = common::busybox("shell")?;
+    Some(compare(
+        &bb,
+        &["sh", "-c", script],
+        &opts(vec![("PATH".into(), path)]),
+    ))
+}
+
+#[test]
+fn shell_pipeline_subshell_and_status() {
+    let dir = TempDir::new("proc-sh1");
+    let Some((_, out)) = shell(&dir, "echo a | tr a b; (exit 3); echo $?") else {
+        return;
+    };
+    assert_eq!(out.stdout_str(), "b\n3\n");
+}
+
+#[test]
+fn shell_loop_into_a_pipe() {
+    let dir = TempDir::new("proc-sh2");
+    let Some((_, out)) = shell(&dir, "for i in 1 2 3; do echo $i; done | wc -l") else {
+        return;
+    };
+    assert_eq!(out.stdout_str().trim(), "3");
+}
+
+#[test]
+fn shell_command_substitution_and_nested_shells() {
+    let dir = TempDir::new("proc-sh3");
+    let script =
+        "x=$(echo inner | tr a-z A-Z); echo $x; sh -c 'exit 4'; echo $?; echo a b c | wc -w";
+    let Some((_, out)) = shell(&dir, script) else {
+        return;
+    };
+    assert_eq!(out.stdout_str(), "INNER\n4\n3\n");
+}
+
+#[test]
+fn exec_runs_hashbang_scripts() {
+    let dir = TempDir::new("proc-script");
+    let Some(path) = applet_path(&dir) else {
+        return;
+    };
+    let script = dir.write(
+        "hello.sh",
+        "#!/bin/busybox sh\necho script says $1\nexit 6\n",
+    );
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bb = common::busybox("exec_runs_hashbang_scripts").unwrap();
+    let cmd = format!("{} hi; echo status $?", script.display());
+    let (_, out) = compare(&bb, &["sh", "-c", &cmd], &opts(vec![("PATH".into(), path)]));
+    assert_eq!(out.stdout_str(), "script says hi\nstatus 6\n");
+}
