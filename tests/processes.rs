@@ -104,3 +104,48 @@ fn exec_runs_hashbang_scripts() {
     let (_, out) = compare(&bb, &["sh", "-c", &cmd], &opts(vec![("PATH".into(), path)]));
     assert_eq!(out.stdout_str(), "script says hi\nstatus 6\n");
 }
+
+#[test]
+fn stub_killed_from_outside_ends_the_sentry_cleanly() {
+    // kill -9 of the guest's stub process: the sentry reports it and exits
+    // 137 at once, even though the guest's only thread is parked in a sleep.
+    let Some(bb) = common::busybox("stub_killed_from_outside") else {
+        return;
+    };
+    let mut bg = common::spawn_sentry(&bb, &["sh", "-c", "echo ready; sleep 30"]);
+    bg.wait_for_line("ready");
+    let stubs = children_of(bg.pid());
+    assert!(!stubs.is_empty(), "the sentry has no stub process");
+    for pid in stubs {
+        // SAFETY: kill with plain integers.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let (status, err) = bg.wait();
+    assert_eq!(status.code(), Some(137), "{err}");
+    assert!(err.contains("died unexpectedly"), "{err}");
+}
+
+/// PIDs whose parent is `pid`, from /proc.
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        if rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse::<i32>().ok())
+            == Some(pid)
+        {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -252,6 +252,7 @@ impl Kernel {
         let weak = Arc::downgrade(&k);
         platform.set_death_hook(Box::new(move || {
             if let Some(k) = weak.upgrade() {
+                k.reap_dead_address_spaces();
                 for w in &k.workers {
                     w.bell.ring();
                 }
@@ -639,6 +640,27 @@ impl Kernel {
             return;
         }
         self.process_exited(tg, status);
+    }
+
+    /// A stub process died without the kernel ending it (killed from
+    /// outside, or it broke): its process dies of SIGKILL, even if all its
+    /// threads are parked where no worker would notice.
+    fn reap_dead_address_spaces(&self) {
+        for tg in self.thread_groups() {
+            if tg.address_space.is_dead() && !tg.exiting.load(Ordering::SeqCst) {
+                let why = format!(
+                    "the stub process of guest pid {} (host pid {}) died unexpectedly",
+                    tg.pid,
+                    tg.address_space.host_pid()
+                );
+                if tg.pid == 1 {
+                    self.set_exit_reason(why);
+                } else {
+                    eprintln!("sentry: {why}; the guest process is killed");
+                }
+                self.exit_group(&tg, ExitStatus::Signaled(libc::SIGKILL));
+            }
+        }
     }
 
     /// Makes an exited process a zombie for its parent, wakes the parent's
