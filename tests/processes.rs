@@ -149,3 +149,41 @@ fn children_of(pid: i32) -> Vec<i32> {
     }
     out
 }
+
+#[test]
+fn signal_handlers_match_native() {
+    // SA_SIGINFO, rt_sigreturn restoring general and FP registers, masks,
+    // SA_RESTART versus EINTR, SA_RESETHAND, sigsuspend, faults caught by
+    // handlers, SIGCHLD.
+    let dir = TempDir::new("proc-signals");
+    let prog = compile_static(&dir, "signals.c");
+    for cpus in ["1", "2"] {
+        let o = RunOpts {
+            sentry_flags: vec!["--cpus".into(), cpus.into()],
+            ..RunOpts::default()
+        };
+        let (native, sandboxed) = compare(&prog, &[] as &[&str], &o);
+        assert_eq!(native.code(), 0);
+        assert_eq!(sandboxed.code(), 0);
+    }
+}
+
+#[test]
+fn guest_null_dereference_exits_139() {
+    let dir = TempDir::new("proc-segv");
+    let src = dir.write(
+        "segv.c",
+        "int main(void){ volatile int *p = 0; return *p; }\n",
+    );
+    let bin = dir.join("segv");
+    let ok = std::process::Command::new("gcc")
+        .args(["-O2", "-static", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "gcc failed");
+    let out = common::run_sentry(&bin, &[] as &[&str], &RunOpts::default());
+    assert_eq!(out.code(), 139, "{}", out.describe());
+}

@@ -139,6 +139,8 @@ pub struct Kernel {
     pub(crate) processes: Mutex<HashMap<i32, Arc<ThreadGroup>>>,
     /// Exited processes not yet reaped by their parent: PID -> status.
     pub(crate) zombies: Mutex<HashMap<i32, ExitStatus>>,
+    /// Pending alarms: PID -> when SIGALRM is due.
+    alarms: Mutex<HashMap<i32, Instant>>,
 }
 
 #[derive(Default)]
@@ -248,6 +250,7 @@ impl Kernel {
             cpu_clock,
             processes: Mutex::new(HashMap::new()),
             zombies: Mutex::new(HashMap::new()),
+            alarms: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&k);
         platform.set_death_hook(Box::new(move || {
@@ -642,6 +645,45 @@ impl Kernel {
         self.process_exited(tg, status);
     }
 
+    /// Arms (or with None cancels) a process's SIGALRM; returns the time
+    /// that was left on the previous alarm.
+    pub(crate) fn set_alarm(&self, tg: &Arc<ThreadGroup>, at: Option<Instant>) -> Option<Duration> {
+        let mut alarms = self.alarms.lock();
+        let prev = alarms
+            .remove(&tg.pid)
+            .map(|t| t.saturating_duration_since(Instant::now()));
+        if let Some(at) = at {
+            alarms.insert(tg.pid, at);
+            // The timer thread wakes on task deadlines; use a marker tid of
+            // -pid for alarms.
+            self.timers.heap.lock().push(TimerEntry(at, -tg.pid));
+            self.timers.cv.notify_one();
+        }
+        prev
+    }
+
+    fn fire_alarm(&self, pid: i32) {
+        let due = {
+            let mut alarms = self.alarms.lock();
+            match alarms.get(&pid) {
+                Some(&at) if at <= Instant::now() => {
+                    alarms.remove(&pid);
+                    true
+                }
+                _ => false,
+            }
+        };
+        let tg = self.processes.lock().get(&pid).cloned();
+        if let (true, Some(tg)) = (due, tg) {
+            let info = crate::signal::SigInfo {
+                signo: libc::SIGALRM,
+                code: crate::signal::SI_KERNEL,
+                ..Default::default()
+            };
+            self.signal_group(&tg, info);
+        }
+    }
+
     /// A stub process died without the kernel ending it (killed from
     /// outside, or it broke): its process dies of SIGKILL, even if all its
     /// threads are parked where no worker would notice.
@@ -694,6 +736,19 @@ impl Kernel {
         if let Some(parent) = self.processes.lock().get(&ppid).cloned() {
             let w = parent.children.lock().waiters.take();
             crate::pipe::wake(w);
+            let (code, st) = match status {
+                ExitStatus::Exited(c) => (crate::signal::CLD_EXITED, c),
+                ExitStatus::Signaled(s) => (crate::signal::CLD_KILLED, s),
+            };
+            let info = crate::signal::SigInfo {
+                signo: libc::SIGCHLD,
+                code,
+                pid: tg.pid,
+                uid: tg.creds.uid,
+                status: st,
+                ..Default::default()
+            };
+            self.signal_group(&parent, info);
         }
     }
 
@@ -769,7 +824,23 @@ impl Kernel {
                 }
                 self.resume(task)
             }
-            Stop::Fault { signo, addr, .. } => {
+            Stop::Fault { signo, addr, code } => {
+                let handled = {
+                    let act = task.tg.sigactions.lock()[signo as usize - 1];
+                    let blocked = task.inner.lock().sigmask & (1u64 << (signo - 1)) != 0;
+                    act.handler > crate::signal::SIG_IGN && !blocked
+                };
+                if handled {
+                    let info = crate::signal::SigInfo {
+                        signo,
+                        code,
+                        addr,
+                        ..Default::default()
+                    };
+                    task.pending.lock().push(info);
+                    task.signal_hint.store(true, Ordering::Release);
+                    return self.resume(task);
+                }
                 if self.config.strace {
                     eprintln!(
                         "[pid {}] --- signal {signo} (fault at {addr:#x}) ---",
@@ -795,6 +866,11 @@ impl Kernel {
 
     fn resume(&self, task: &Arc<Task>) -> bool {
         let mut inner = task.inner.lock();
+        if task.signal_hint.load(Ordering::Acquire)
+            && self.deliver_signals(task, &mut inner) == crate::signal::Delivered::Killed
+        {
+            return false;
+        }
         match inner.ctx.resume() {
             Ok(()) => {
                 task.cpu.enter_user();
@@ -813,24 +889,96 @@ impl Kernel {
             return false;
         }
         let mut inner = task.inner.lock();
-        let out = syscalls::dispatch(self, task, &mut inner);
+        let out = if inner.blocked && Self::has_deliverable(task, inner.sigmask) {
+            // A signal interrupts the parked syscall.
+            self.interrupt_syscall(task, &mut inner)
+        } else {
+            syscalls::dispatch(self, task, &mut inner)
+        };
+        // A signal that is already deliverable ends a call about to block.
+        let out = match out {
+            Outcome::Block { .. } if Self::has_deliverable(task, inner.sigmask) => {
+                self.interrupt_syscall(task, &mut inner)
+            }
+            o => o,
+        };
+        let resume = |inner: &mut crate::task::TaskInner| -> bool {
+            inner.blocked = false;
+            if task.signal_hint.load(Ordering::Acquire)
+                && self.deliver_signals(task, inner) == crate::signal::Delivered::Killed
+            {
+                return true; // dead: the caller drops it below
+            }
+            inner.ctx.resume().is_ok()
+        };
         match out {
             Outcome::Return(v) => {
                 inner.ctx.set_syscall_return(v as u64);
-                if inner.ctx.resume().is_ok() {
+                if resume(&mut inner) {
                     task.cpu.enter_user();
-                    return true;
+                    return task.state() != RunState::Dead;
+                }
+                drop(inner);
+                self.handle_stop(task, Stop::Died)
+            }
+            Outcome::Resume => {
+                if resume(&mut inner) {
+                    task.cpu.enter_user();
+                    return task.state() != RunState::Dead;
                 }
                 drop(inner);
                 self.handle_stop(task, Stop::Died)
             }
             Outcome::Block { deadline } => {
+                inner.blocked = true;
                 drop(inner);
                 self.park(task, deadline);
                 false
             }
             Outcome::Exited => false,
         }
+    }
+
+    /// Ends a parked syscall because a signal arrived: EINTR, or a restart
+    /// of the same call after the handler when it has SA_RESTART.
+    fn interrupt_syscall(&self, task: &Arc<Task>, t: &mut crate::task::TaskInner) -> Outcome {
+        if let Some(crate::task::Restart::Futex { key, waiter, .. }) = t.restart.take() {
+            if self.futexes.cancel(key, &waiter) {
+                return Outcome::Return(0); // it was woken after all
+            }
+        }
+        t.restart = None;
+        let (nr, _) = t.ctx.syscall_args();
+        let sig = task
+            .pending
+            .lock()
+            .iter()
+            .find(|i| (1u64 << (i.signo - 1)) & t.sigmask == 0)
+            .map(|i| i.signo);
+        let restartable = matches!(
+            nr as i64,
+            libc::SYS_read
+                | libc::SYS_write
+                | libc::SYS_readv
+                | libc::SYS_writev
+                | libc::SYS_pread64
+                | libc::SYS_pwrite64
+                | libc::SYS_wait4
+                | libc::SYS_waitid
+                | libc::SYS_futex
+                | libc::SYS_sendfile
+        );
+        let sa_restart = sig.is_some_and(|s| {
+            task.tg.sigactions.lock()[s as usize - 1].flags & crate::signal::SA_RESTART != 0
+        });
+        if restartable && sa_restart {
+            // Back to the `syscall` instruction, with the number in rax.
+            let r = t.ctx.regs_mut();
+            r.rip -= 2;
+            r.rax = nr;
+            return Outcome::Resume;
+        }
+        Outcome::Return(-(Errno::EINTR.0 as i64))
     }
 
     /// A task from the ready queue: first entry, or a woken syscall.
@@ -981,7 +1129,9 @@ fn timer_main(k: Weak<Kernel>) {
         }
         drop(heap);
         for tid in due {
-            if let Some(t) = kernel.task(tid) {
+            if tid < 0 {
+                kernel.fire_alarm(-tid);
+            } else if let Some(t) = kernel.task(tid) {
                 kernel.wake(&t);
             }
         }

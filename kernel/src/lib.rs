@@ -16,6 +16,7 @@ pub mod loader;
 pub mod mm;
 pub mod pipe;
 pub mod process;
+pub mod signal;
 pub mod syscalls;
 pub mod task;
 pub mod vfs;

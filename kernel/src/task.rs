@@ -71,6 +71,10 @@ pub struct TaskInner {
     pub altstack: (u64, u64, u64),
     /// `sched_setaffinity` mask over application cores (0: all).
     pub affinity: u64,
+    /// The mask to restore after the handler (set by rt_sigsuspend).
+    pub saved_mask: Option<u64>,
+    /// The current syscall parked at least once (a signal interrupts it).
+    pub blocked: bool,
 }
 
 /// A guest thread.
@@ -89,6 +93,10 @@ pub struct Task {
     pub(crate) on_clock: AtomicBool,
     /// Whether the cpu clock charges this task.
     pub(crate) clock_registered: AtomicBool,
+    /// Signals queued for this thread.
+    pub pending: Mutex<Vec<crate::signal::SigInfo>>,
+    /// Set while `pending` may be non-empty: the cheap test before resuming.
+    pub signal_hint: AtomicBool,
 }
 
 impl Task {
@@ -117,12 +125,16 @@ impl Task {
                 sigmask: 0,
                 altstack: (0, 2, 0),
                 affinity: 0,
+                saved_mask: None,
+                blocked: false,
             }),
             interrupter,
             name: Mutex::new([0; 16]),
             cpu: Arc::new(crate::cpuclock::TaskCpu::new()),
             on_clock: AtomicBool::new(false),
             clock_registered: AtomicBool::new(false),
+            pending: Mutex::new(Vec::new()),
+            signal_hint: AtomicBool::new(false),
         });
         tg.tasks.lock().push(Arc::downgrade(&t));
         t

@@ -187,6 +187,12 @@ pub trait Context: Send {
     fn set_syscall_return(&mut self, value: u64);
     /// Registers to run with on `resume`.
     fn regs_mut(&mut self) -> &mut Regs;
+    /// The thread's saved FP/vector state (the XSAVE area of the host
+    /// signal frame), when the stop has one.
+    fn fpstate(&mut self) -> Option<Vec<u8>>;
+    /// Replaces the saved FP state; `data` must be as long as `fpstate()`.
+    /// Returns false when there is no frame or the size differs.
+    fn set_fpstate(&mut self, data: &[u8]) -> bool;
     /// The FS segment base (TLS pointer) the thread runs with.
     fn fs_base(&self) -> u64;
     /// Sets the FS base for when the thread runs next.

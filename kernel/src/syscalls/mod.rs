@@ -32,6 +32,8 @@ pub enum Outcome {
     Block { deadline: Option<Instant> },
     /// The task is gone (exit, exit_group); nothing to resume.
     Exited,
+    /// The handler set all registers itself (rt_sigreturn): resume as is.
+    Resume,
 }
 
 /// Shorthand for a finished call.
@@ -166,15 +168,15 @@ table! {
     SYS_getgid => process::getgid, [], Full;
     SYS_getegid => process::getegid, [], Full;
     SYS_sched_getaffinity => process::sched_getaffinity, [Int, Int, Ptr], Full;
-    SYS_pause => process::pause, [], Partial("sleeps until the process ends");
+    SYS_pause => process::pause, [], Full;
     SYS_sched_yield => process::sched_yield, [], Full;
     SYS_prctl => process::prctl, [Int, Hex, Hex, Hex, Hex], Partial("names and dumpable flag only");
     SYS_clone => process::clone, [Hex, Ptr, Ptr, Ptr, Hex], Partial("threads and fork-like copies");
     SYS_clone3 => process::clone3, [Ptr, Int], Partial("threads and fork-like copies");
     SYS_futex => futex::futex, [Ptr, Int, Int, Ptr, Ptr, Hex], Partial("no PI futexes");
-    SYS_tgkill => process::tgkill, [Int, Int, Int], Partial("default actions only");
-    SYS_tkill => process::tkill, [Int, Int], Partial("default actions only");
-    SYS_kill => process::kill, [Int, Int], Partial("default actions only");
+    SYS_tgkill => process::tgkill, [Int, Int, Int], Full;
+    SYS_tkill => process::tkill, [Int, Int], Full;
+    SYS_kill => process::kill, [Int, Int], Partial("process groups are PIDs; stop/continue ignored");
     SYS_getcpu => process::getcpu, [Ptr, Ptr, Ptr], Full;
     SYS_sched_setaffinity => process::sched_setaffinity, [Int, Int, Ptr], Partial("recorded");
     SYS_fork => exec::fork_syscall, [], Partial("eager copy of memory");
@@ -184,9 +186,13 @@ table! {
     SYS_waitid => exec::waitid, [Int, Int, Ptr, Hex, Ptr], Partial("exits only");
     SYS_exit => process::exit, [Int], Full;
     SYS_exit_group => process::exit_group, [Int], Full;
-    SYS_rt_sigaction => signal::rt_sigaction, [Int, Ptr, Ptr, Int], Partial("recorded; no delivery yet");
-    SYS_rt_sigprocmask => signal::rt_sigprocmask, [Int, Ptr, Ptr, Int], Partial("recorded");
-    SYS_sigaltstack => signal::sigaltstack, [Ptr, Ptr], Partial("recorded");
+    SYS_rt_sigaction => signal::rt_sigaction, [Int, Ptr, Ptr, Int], Full;
+    SYS_rt_sigreturn => signal::rt_sigreturn, [], Full;
+    SYS_rt_sigpending => signal::rt_sigpending, [Ptr, Int], Full;
+    SYS_rt_sigsuspend => signal::rt_sigsuspend, [Ptr, Int], Full;
+    SYS_alarm => time::alarm, [Int], Full;
+    SYS_rt_sigprocmask => signal::rt_sigprocmask, [Int, Ptr, Ptr, Int], Full;
+    SYS_sigaltstack => signal::sigaltstack, [Ptr, Ptr], Full;
     SYS_clock_gettime => time::clock_gettime, [Int, Ptr], Full;
     SYS_clock_getres => time::clock_getres, [Int, Ptr], Full;
     SYS_gettimeofday => time::gettimeofday, [Ptr, Ptr], Full;
@@ -374,6 +380,7 @@ fn trace(
         Outcome::Return(v) => v.to_string(),
         Outcome::Block { .. } => "? <blocked>".into(),
         Outcome::Exited => "?".into(),
+        Outcome::Resume => "? <registers restored>".into(),
     };
     eprintln!("[pid {:>5}] {name}({args}) = {result}", task.tid);
 }

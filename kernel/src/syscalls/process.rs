@@ -197,65 +197,70 @@ pub fn clone3(s: &mut Sys) -> Result<Outcome, Errno> {
     do_clone(s, flags, top, parent_tid, child_tid, tls)
 }
 
-/// Default action of a signal with no guest handler: true if it ends the process.
-fn terminates(sig: u64) -> bool {
-    !matches!(
-        sig as i32,
-        libc::SIGCHLD | libc::SIGURG | libc::SIGWINCH | libc::SIGCONT
-    )
-}
-
-fn send_signal(
-    s: &mut Sys,
-    target: Option<std::sync::Arc<crate::task::Task>>,
-    sig: u64,
-) -> Result<Outcome, Errno> {
+fn sender(s: &Sys, sig: u64, code: i32) -> Result<crate::signal::SigInfo, Errno> {
     if sig > 64 {
         return Err(Errno::EINVAL);
     }
-    let target = target.ok_or(Errno::ESRCH)?;
-    if sig == 0 {
-        return ret(0);
+    Ok(crate::signal::SigInfo {
+        signo: sig as i32,
+        code,
+        pid: s.task.tg.pid,
+        uid: s.task.tg.creds.uid,
+        ..Default::default()
+    })
+}
+
+/// After queueing a signal on itself, a task must not resume before it
+/// is delivered: the syscall returns and delivery happens on the way out.
+fn after_send(s: &Sys) -> Result<Outcome, Errno> {
+    if s.task.tg.exiting.load(Ordering::SeqCst) {
+        return Ok(Outcome::Exited);
     }
-    let action = target.tg.sigactions.lock()[sig as usize - 1];
-    match action.handler {
-        0 if terminates(sig) => {
-            s.k.exit_group(&target.tg, ExitStatus::Signaled(sig as i32));
-            if std::sync::Arc::ptr_eq(&target.tg, &s.task.tg) {
-                return Ok(Outcome::Exited);
-            }
-            ret(0)
-        }
-        0 | 1 => ret(0),
-        _ => {
-            if s.k.enosys_logged.lock().insert(1000 + sig) {
-                eprintln!("sentry: signal {sig} to a guest handler is dropped (delivery is not implemented yet)");
-            }
-            ret(0)
-        }
-    }
+    ret(0)
 }
 
 pub fn tgkill(s: &mut Sys) -> Result<Outcome, Errno> {
+    let info = sender(s, s.a[2], crate::signal::SI_TKILL)?;
     let t =
         s.k.task_by_tid(s.a[1] as i32)
-            .filter(|t| t.tg.pid == s.a[0] as i32);
-    send_signal(s, t, s.a[2])
+            .filter(|t| t.tg.pid == s.a[0] as i32)
+            .ok_or(Errno::ESRCH)?;
+    if info.signo != 0 {
+        s.k.signal_task(&t, info);
+    }
+    after_send(s)
 }
 
 pub fn tkill(s: &mut Sys) -> Result<Outcome, Errno> {
-    let t = s.k.task_by_tid(s.a[0] as i32);
-    send_signal(s, t, s.a[1])
+    let info = sender(s, s.a[1], crate::signal::SI_TKILL)?;
+    let t = s.k.task_by_tid(s.a[0] as i32).ok_or(Errno::ESRCH)?;
+    if info.signo != 0 {
+        s.k.signal_task(&t, info);
+    }
+    after_send(s)
 }
 
 pub fn kill(s: &mut Sys) -> Result<Outcome, Errno> {
+    let info = sender(s, s.a[1], crate::signal::SI_USER)?;
     let pid = s.a[0] as i32;
-    let t = if pid == 0 || pid == -1 || pid == s.task.tg.pid {
-        Some(s.task.clone())
-    } else {
-        s.k.task_by_tid(pid)
+    let targets: Vec<std::sync::Arc<crate::task::ThreadGroup>> = {
+        let procs = s.k.processes.lock();
+        match pid {
+            p if p > 0 => procs.get(&p).cloned().into_iter().collect(),
+            0 => vec![s.task.tg.clone()],
+            -1 => procs.values().filter(|g| g.pid != 1).cloned().collect(),
+            p => procs.get(&-p).cloned().into_iter().collect(),
+        }
     };
-    send_signal(s, t, s.a[1])
+    if targets.is_empty() {
+        return Err(Errno::ESRCH);
+    }
+    if info.signo != 0 {
+        for tg in targets {
+            s.k.signal_group(&tg, info);
+        }
+    }
+    after_send(s)
 }
 
 pub fn getcpu(s: &mut Sys) -> Result<Outcome, Errno> {
@@ -439,7 +444,7 @@ pub fn sched_getaffinity(s: &mut Sys) -> Result<Outcome, Errno> {
     ret(8)
 }
 
-/// `pause(2)`: sleeps until a signal (delivery comes with the signals work).
+/// `pause(2)`: sleeps until a signal ends it with EINTR.
 pub fn pause(_: &mut Sys) -> Result<Outcome, Errno> {
     Ok(Outcome::Block { deadline: None })
 }

@@ -89,3 +89,41 @@ pub fn sigaltstack(s: &mut Sys) -> Result<Outcome, Errno> {
     }
     ret(0)
 }
+
+pub fn rt_sigreturn(s: &mut Sys) -> Result<Outcome, Errno> {
+    if crate::signal::sigreturn(s.task, s.t).is_err() {
+        // A frame the guest broke: like Linux, SIGSEGV.
+        s.k.exit_group(
+            &s.task.tg,
+            crate::kernel::ExitStatus::Signaled(libc::SIGSEGV),
+        );
+        return Ok(Outcome::Exited);
+    }
+    Ok(Outcome::Resume)
+}
+
+pub fn rt_sigpending(s: &mut Sys) -> Result<Outcome, Errno> {
+    if s.a[1] != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let mut set = 0u64;
+    for i in s.task.pending.lock().iter() {
+        set |= 1 << (i.signo - 1);
+    }
+    s.mm().write_u64(s.a[0], set & s.t.sigmask)?;
+    ret(0)
+}
+
+/// `rt_sigsuspend`: waits with a temporary mask until a signal is
+/// delivered; the handler's frame saves the original mask.
+pub fn rt_sigsuspend(s: &mut Sys) -> Result<Outcome, Errno> {
+    if s.a[1] != 8 {
+        return Err(Errno::EINVAL);
+    }
+    if s.t.saved_mask.is_none() {
+        let mask = s.mm().read_u64(s.a[0])?;
+        s.t.saved_mask = Some(s.t.sigmask);
+        s.t.sigmask = mask & !UNBLOCKABLE;
+    }
+    Ok(Outcome::Block { deadline: None })
+}

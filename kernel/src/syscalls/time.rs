@@ -173,3 +173,14 @@ pub fn clock_nanosleep(s: &mut Sys) -> Result<Outcome, Errno> {
     };
     sleep_until(s, deadline)
 }
+
+/// `alarm(secs)`: SIGALRM to the process after `secs` seconds (0 cancels);
+/// returns the seconds left of the previous alarm.
+pub fn alarm(s: &mut Sys) -> Result<Outcome, Errno> {
+    let secs = s.a[0] as u32;
+    let prev = s.k.set_alarm(
+        &s.task.tg,
+        (secs > 0).then(|| Instant::now() + Duration::from_secs(secs as u64)),
+    );
+    ret(prev.map_or(0, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0)))
+}

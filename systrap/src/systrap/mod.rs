@@ -288,6 +288,48 @@ impl StubProcess {
         }
     }
 
+    /// Copies bytes at `off` in a slot (bounds-checked).
+    fn slot_read_bytes(&self, slot: u64, off: u64, buf: &mut [u8]) -> bool {
+        if slot >= MAX_SLOTS
+            || off
+                .checked_add(buf.len() as u64)
+                .is_none_or(|e| e > SLOT_SIZE)
+        {
+            return false;
+        }
+        // SAFETY: in bounds of the live slot mapping (checked); the stub may
+        // write concurrently, which only gives a mixed copy.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.slots.as_ptr().add((slot * SLOT_SIZE + off) as usize),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        true
+    }
+
+    fn slot_write_bytes(&self, slot: u64, off: u64, buf: &[u8]) -> bool {
+        if slot >= MAX_SLOTS
+            || off
+                .checked_add(buf.len() as u64)
+                .is_none_or(|e| e > SLOT_SIZE)
+        {
+            return false;
+        }
+        // SAFETY: as in slot_read_bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                buf.as_ptr(),
+                self.slots
+                    .as_mut_ptr()
+                    .add((slot * SLOT_SIZE + off) as usize),
+                buf.len(),
+            )
+        };
+        true
+    }
+
     fn mark_dead(&self, status: i32) {
         self.exit_status.store(status, Ordering::Relaxed);
         self.dead.store(true, Ordering::SeqCst);
@@ -557,6 +599,29 @@ impl SystrapContext {
         true
     }
 
+    /// Slot offset and length of the kernel frame's XSAVE area, validated.
+    fn fpstate_location(&mut self) -> Option<(u64, usize)> {
+        if !self.ensure_full() {
+            return None;
+        }
+        let Frame::Kernel(Some(uc_off)) = self.frame else {
+            return None;
+        };
+        let ptr = self.proc.slot_read(self.slot, uc_off + uc::FPSTATE);
+        let off = ptr.checked_sub(STUB_SLOTS + self.slot * SLOT_SIZE)?;
+        if ptr == 0 || !frame_in_stack(off, 512) {
+            return None;
+        }
+        // fx_sw_bytes at 464: magic1, extended_size (includes the trailing magic2).
+        let sw = self.proc.slot_read(self.slot, off + 464);
+        let len = if sw as u32 == 0x4650_5853 {
+            (sw >> 32) as usize
+        } else {
+            512
+        };
+        frame_in_stack(off, len as u64).then_some((off, len))
+    }
+
     fn write_enter_frame(&self) {
         let s = self.slot;
         let p = &self.proc;
@@ -637,6 +702,23 @@ impl Context for SystrapContext {
 
     fn fs_base(&self) -> u64 {
         self.fs_base
+    }
+
+    fn fpstate(&mut self) -> Option<Vec<u8>> {
+        let (off, len) = self.fpstate_location()?;
+        let mut buf = vec![0u8; len];
+        self.proc
+            .slot_read_bytes(self.slot, off, &mut buf)
+            .then_some(buf)
+    }
+
+    fn set_fpstate(&mut self, data: &[u8]) -> bool {
+        match self.fpstate_location() {
+            Some((off, len)) if len == data.len() => {
+                self.proc.slot_write_bytes(self.slot, off, data)
+            }
+            _ => false,
+        }
     }
 
     fn set_fs_base(&mut self, base: u64) -> Result<(), PlatformError> {
