@@ -87,6 +87,8 @@ pub(crate) struct Worker {
     pub index: usize,
     pub bell: Arc<dyn WorkerBell>,
     pub ready: Mutex<VecDeque<Arc<Task>>>,
+    /// Set when `ready` may be non-empty: the worker's lock-free check.
+    pub ready_hint: AtomicBool,
 }
 
 /// The sandbox's kernel.
@@ -202,6 +204,7 @@ impl Kernel {
                     index: i,
                     bell: platform.bell(i),
                     ready: Mutex::new(VecDeque::new()),
+                    ready_hint: AtomicBool::new(false),
                 })
             })
             .collect();
@@ -505,6 +508,7 @@ impl Kernel {
     fn enqueue(&self, task: Arc<Task>) {
         let w = &self.workers[task.worker() % self.workers.len()];
         w.ready.lock().push_back(task);
+        w.ready_hint.store(true, Ordering::Release);
         w.bell.ring();
     }
 
@@ -1037,7 +1041,17 @@ fn serve_until_idle(k: &Arc<Kernel>, w: &Worker, watched: &mut Vec<Arc<Task>>) -
         }
         let mut busy = false;
         loop {
-            let next = w.ready.lock().pop_front();
+            if !w.ready_hint.load(Ordering::Acquire) {
+                break;
+            }
+            let next = {
+                let mut q = w.ready.lock();
+                let t = q.pop_front();
+                if q.is_empty() {
+                    w.ready_hint.store(false, Ordering::Release);
+                }
+                t
+            };
             let Some(t) = next else { break };
             busy = true;
             if run_guarded(k, &t, |k, t| k.run_ready(t)) {
