@@ -104,7 +104,13 @@ fn find_program(name: &str) -> Option<String> {
     None
 }
 
+/// Terminal and termination signals go to the guest, not to us.
+const FORWARDED: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
 fn run(args: RunArgs) -> ExitCode {
+    // Blocked before any thread exists (the platform starts some), so that
+    // only the forwarding thread's sigwait ever takes them.
+    sentry_systrap::host::block_signals(&FORWARDED);
     let platform: Arc<dyn Platform> = match args.platform.as_str() {
         "systrap" => match Systrap::new() {
             Ok(p) => Arc::new(p),
@@ -134,10 +140,6 @@ fn run(args: RunArgs) -> ExitCode {
     };
     let mut init = InitKernelArgs::host(cpus);
     init.use_host_cores = args.host_cores;
-    // Terminal and termination signals go to the guest, not to us: block
-    // them before any kernel thread exists, then forward them.
-    const FORWARDED: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
-    sentry_systrap::host::block_signals(&FORWARDED);
     let kernel = match Kernel::init(platform, init, config) {
         Ok(k) => k,
         Err(e) => {

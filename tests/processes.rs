@@ -187,3 +187,23 @@ fn guest_null_dereference_exits_139() {
     let out = common::run_sentry(&bin, &[] as &[&str], &RunOpts::default());
     assert_eq!(out.code(), 139, "{}", out.describe());
 }
+
+#[test]
+fn sigint_to_the_sentry_reaches_a_shell_trap() {
+    // Ctrl-C sent to `sentry` is forwarded to the guest's init, whose trap runs.
+    let Some(bb) = common::busybox("sigint_trap") else {
+        return;
+    };
+    let mut bg = common::spawn_sentry(
+        &bb,
+        &[
+            "sh",
+            "-c",
+            "trap 'echo caught; exit 3' INT; echo ready; while :; do :; done",
+        ],
+    );
+    bg.wait_for_line("ready");
+    bg.signal(libc::SIGINT);
+    let (status, err) = bg.wait();
+    assert_eq!(status.code(), Some(3), "{err}");
+}

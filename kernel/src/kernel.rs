@@ -435,22 +435,13 @@ impl Kernel {
         if !(1..=64).contains(&signo) {
             return;
         }
-        let action = init.sigactions.lock()[signo as usize - 1];
-        let ignored = action.handler == 1
-            || (action.handler == 0
-                && matches!(
-                    signo,
-                    libc::SIGCHLD | libc::SIGURG | libc::SIGWINCH | libc::SIGCONT
-                ));
-        if ignored {
-            return;
-        }
-        if action.handler > 1 {
-            eprintln!("sentry: {context}: signal {signo} for a guest handler is dropped (delivery is not implemented yet)");
-            return;
-        }
-        self.set_exit_reason(format!("{context}: guest killed by signal {signo}"));
-        self.exit_group(&init, ExitStatus::Signaled(signo));
+        let _ = context;
+        let info = crate::signal::SigInfo {
+            signo,
+            code: crate::signal::SI_KERNEL,
+            ..Default::default()
+        };
+        self.signal_group(&init, info);
     }
 
     /// The first error recorded with `set_exit_error`.

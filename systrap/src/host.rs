@@ -292,8 +292,15 @@ pub fn getcpu() -> u32 {
     c.max(0) as u32
 }
 
-/// Blocks `signals` in the calling thread (and threads it creates later).
+/// Blocks `signals` in the calling thread (and threads it creates later),
+/// after restoring their default disposition: a signal ignored at
+/// generation (a shell starts background jobs with SIGINT ignored) would
+/// never reach `wait_signal`.
 pub fn block_signals(signals: &[i32]) {
+    for &s in signals {
+        // SAFETY: resetting a disposition to SIG_DFL with a plain integer.
+        unsafe { libc::signal(s, libc::SIG_DFL) };
+    }
     // SAFETY: set is a valid sigset_t built with sigemptyset/sigaddset.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
