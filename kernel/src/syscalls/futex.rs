@@ -34,17 +34,6 @@ fn wake_all(s: &Sys, tasks: Vec<std::sync::Arc<crate::task::Task>>) -> usize {
     n
 }
 
-fn timespec(s: &Sys, addr: u64) -> Result<Duration, Errno> {
-    let mut b = [0u8; 16];
-    s.mm().read(addr, &mut b)?;
-    let sec = i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
-    let nsec = i64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8]));
-    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
-        return Err(Errno::EINVAL);
-    }
-    Ok(Duration::new(sec as u64, nsec as u32))
-}
-
 fn wait(
     s: &mut Sys,
     addr: u64,
@@ -135,9 +124,9 @@ pub fn futex(s: &mut Sys) -> Result<Outcome, Errno> {
             let deadline = if restarting || utime == 0 {
                 None
             } else if cmd == FUTEX_WAIT {
-                Some(Instant::now() + timespec(s, utime)?)
+                Some(Instant::now() + super::time::read_timespec(s, utime)?)
             } else {
-                let abs = timespec(s, utime)?;
+                let abs = super::time::read_timespec(s, utime)?;
                 let clock = if realtime {
                     libc::CLOCK_REALTIME
                 } else {

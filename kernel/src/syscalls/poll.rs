@@ -167,17 +167,6 @@ fn do_poll(s: &mut Sys, addr: u64, nfds: u64, timeout: Option<Duration>) -> Resu
     }
 }
 
-fn read_timespec(s: &Sys, addr: u64) -> Result<Duration, Errno> {
-    let mut b = [0u8; 16];
-    s.mm().read(addr, &mut b)?;
-    let sec = i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
-    let nsec = i64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8]));
-    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
-        return Err(Errno::EINVAL);
-    }
-    Ok(Duration::new(sec as u64, nsec as u32))
-}
-
 fn read_timeval(s: &Sys, addr: u64) -> Result<Duration, Errno> {
     let mut b = [0u8; 16];
     s.mm().read(addr, &mut b)?;
@@ -200,7 +189,7 @@ pub fn ppoll(s: &mut Sys) -> Result<Outcome, Errno> {
     let timeout = if s.a[2] == 0 {
         None
     } else {
-        Some(read_timespec(s, s.a[2])?)
+        Some(super::time::read_timespec(s, s.a[2])?)
     };
     do_poll(s, s.a[0], s.a[1], timeout)
 }
@@ -294,7 +283,7 @@ pub fn pselect6(s: &mut Sys) -> Result<Outcome, Errno> {
     let timeout = if s.a[4] == 0 {
         None
     } else {
-        Some(read_timespec(s, s.a[4])?)
+        Some(super::time::read_timespec(s, s.a[4])?)
     };
     do_select(s, s.a[0], [s.a[1], s.a[2], s.a[3]], timeout)
 }

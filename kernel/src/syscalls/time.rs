@@ -8,7 +8,8 @@ use super::{ret, Outcome, Sys};
 use crate::errno::Errno;
 use crate::task::Restart;
 
-fn read_timespec(s: &Sys, addr: u64) -> Result<Duration, Errno> {
+/// A guest `struct timespec` as a duration (EINVAL when out of range).
+pub(crate) fn read_timespec(s: &Sys, addr: u64) -> Result<Duration, Errno> {
     let mut b = [0u8; 16];
     s.mm().read(addr, &mut b)?;
     let sec = i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
