@@ -207,3 +207,14 @@ fn sigint_to_the_sentry_reaches_a_shell_trap() {
     let (status, err) = bg.wait();
     assert_eq!(status.code(), Some(3), "{err}");
 }
+
+#[test]
+fn process_groups_and_sessions_match_native() {
+    let dir = TempDir::new("proc-pgrp");
+    let prog = compile_static(&dir, "pgrp.c");
+    let (_, sandboxed) = compare(&prog, &[] as &[&str], &RunOpts::default());
+    assert_eq!(sandboxed.code(), 0);
+    assert!(sandboxed
+        .stdout_str()
+        .contains("setsid as group leader: -1 EPERM"));
+}

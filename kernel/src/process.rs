@@ -166,6 +166,8 @@ impl Kernel {
         let tg = ThreadGroup::new(ThreadGroupParts {
             pid: tid,
             ppid: 0,
+            pgid: tid,
+            sid: tid,
             address_space: ctx.address_space(),
             mm,
             fds: Arc::new(args.fd_table.take().unwrap_or_else(FdTable::with_stdio)),

@@ -179,6 +179,10 @@ pub struct ThreadGroup {
     pub address_space: Arc<dyn AddressSpace>,
     /// Parent's PID (0 for init); changes when orphans move to init.
     pub ppid: std::sync::atomic::AtomicI32,
+    /// Process group ID.
+    pub pgid: std::sync::atomic::AtomicI32,
+    /// Session ID.
+    pub sid: std::sync::atomic::AtomicI32,
     /// PIDs of children not yet reaped, and tasks waiting in wait4/waitid.
     pub children: Mutex<Children>,
     pub mm: Arc<Mm>,
@@ -200,6 +204,9 @@ pub struct ThreadGroup {
 pub struct ThreadGroupParts {
     pub pid: i32,
     pub ppid: i32,
+    /// Process group and session (a new process's own PID for init).
+    pub pgid: i32,
+    pub sid: i32,
     pub address_space: Arc<dyn AddressSpace>,
     pub mm: Arc<Mm>,
     pub fds: Arc<FdTable>,
@@ -217,6 +224,8 @@ impl ThreadGroup {
             pid: p.pid,
             address_space: p.address_space,
             ppid: std::sync::atomic::AtomicI32::new(p.ppid),
+            pgid: std::sync::atomic::AtomicI32::new(p.pgid),
+            sid: std::sync::atomic::AtomicI32::new(p.sid),
             children: Mutex::new(Children::default()),
             mm: p.mm,
             fds: p.fds,

@@ -73,6 +73,8 @@ pub fn fork(s: &mut Sys, flags: u64, stack: u64, ctid: u64, tls: u64) -> Result<
     let tg = ThreadGroup::new(ThreadGroupParts {
         pid,
         ppid: parent.pid,
+        pgid: parent.pgid.load(Ordering::Relaxed),
+        sid: parent.sid.load(Ordering::Relaxed),
         address_space: ctx.address_space(),
         mm,
         fds,
@@ -313,6 +315,8 @@ pub fn execve(s: &mut Sys) -> Result<Outcome, Errno> {
     let tg = ThreadGroup::new(ThreadGroupParts {
         pid: old.pid,
         ppid: old.ppid.load(Ordering::Relaxed),
+        pgid: old.pgid.load(Ordering::Relaxed),
+        sid: old.sid.load(Ordering::Relaxed),
         address_space: ctx.address_space(),
         mm,
         fds: old.fds.clone(),
@@ -346,4 +350,72 @@ pub fn execve(s: &mut Sys) -> Result<Outcome, Errno> {
     s.k.processes.lock().insert(tg.pid, tg.clone());
     s.k.start_task(task);
     Ok(Outcome::Exited)
+}
+
+fn process(s: &Sys, pid: u64) -> Result<Arc<ThreadGroup>, Errno> {
+    let pid = pid as i32;
+    if pid == 0 {
+        return Ok(s.task.tg.clone());
+    }
+    if pid < 0 {
+        return Err(Errno::EINVAL);
+    }
+    s.k.processes.lock().get(&pid).cloned().ok_or(Errno::ESRCH)
+}
+
+/// `setpgid(pid, pgid)`: for the caller or one of its children, within
+/// the caller's session; a session leader cannot move.
+pub fn setpgid(s: &mut Sys) -> Result<Outcome, Errno> {
+    let tg = process(s, s.a[0])?;
+    let me = &s.task.tg;
+    if !Arc::ptr_eq(&tg, me) && tg.ppid.load(Ordering::Relaxed) != me.pid {
+        return Err(Errno::ESRCH);
+    }
+    let pgid = if s.a[1] == 0 { tg.pid } else { s.a[1] as i32 };
+    if pgid < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let sid = tg.sid.load(Ordering::Relaxed);
+    if tg.pid == sid || sid != me.sid.load(Ordering::Relaxed) {
+        return Err(Errno::EPERM);
+    }
+    if pgid != tg.pid {
+        let exists = s.k.processes.lock().values().any(|p| {
+            p.pgid.load(Ordering::Relaxed) == pgid && p.sid.load(Ordering::Relaxed) == sid
+        });
+        if !exists {
+            return Err(Errno::EPERM);
+        }
+    }
+    tg.pgid.store(pgid, Ordering::Relaxed);
+    ret(0)
+}
+
+pub fn getpgid(s: &mut Sys) -> Result<Outcome, Errno> {
+    ret(process(s, s.a[0])?.pgid.load(Ordering::Relaxed))
+}
+
+pub fn getpgrp(s: &mut Sys) -> Result<Outcome, Errno> {
+    ret(s.task.tg.pgid.load(Ordering::Relaxed))
+}
+
+pub fn getsid(s: &mut Sys) -> Result<Outcome, Errno> {
+    ret(process(s, s.a[0])?.sid.load(Ordering::Relaxed))
+}
+
+/// `setsid()`: a new session and process group led by the caller, unless
+/// it already leads a process group.
+pub fn setsid(s: &mut Sys) -> Result<Outcome, Errno> {
+    let tg = &s.task.tg;
+    let leads =
+        s.k.processes
+            .lock()
+            .values()
+            .any(|p| p.pgid.load(Ordering::Relaxed) == tg.pid);
+    if leads {
+        return Err(Errno::EPERM);
+    }
+    tg.pgid.store(tg.pid, Ordering::Relaxed);
+    tg.sid.store(tg.pid, Ordering::Relaxed);
+    ret(tg.pid)
 }

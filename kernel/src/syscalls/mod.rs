@@ -176,7 +176,12 @@ table! {
     SYS_futex => futex::futex, [Ptr, Int, Int, Ptr, Ptr, Hex], Partial("no PI futexes");
     SYS_tgkill => process::tgkill, [Int, Int, Int], Full;
     SYS_tkill => process::tkill, [Int, Int], Full;
-    SYS_kill => process::kill, [Int, Int], Partial("process groups are PIDs; stop/continue ignored");
+    SYS_kill => process::kill, [Int, Int], Partial("stop/continue ignored");
+    SYS_setpgid => exec::setpgid, [Int, Int], Full;
+    SYS_getpgid => exec::getpgid, [Int], Full;
+    SYS_getpgrp => exec::getpgrp, [], Full;
+    SYS_setsid => exec::setsid, [], Full;
+    SYS_getsid => exec::getsid, [Int], Full;
     SYS_getcpu => process::getcpu, [Ptr, Ptr, Ptr], Full;
     SYS_sched_setaffinity => process::sched_setaffinity, [Int, Int, Ptr], Partial("recorded");
     SYS_fork => exec::fork_syscall, [], Partial("eager copy of memory");

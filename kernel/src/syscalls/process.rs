@@ -247,9 +247,19 @@ pub fn kill(s: &mut Sys) -> Result<Outcome, Errno> {
         let procs = s.k.processes.lock();
         match pid {
             p if p > 0 => procs.get(&p).cloned().into_iter().collect(),
-            0 => vec![s.task.tg.clone()],
             -1 => procs.values().filter(|g| g.pid != 1).cloned().collect(),
-            p => procs.get(&-p).cloned().into_iter().collect(),
+            p => {
+                let pgid = if p == 0 {
+                    s.task.tg.pgid.load(Ordering::Relaxed)
+                } else {
+                    -p
+                };
+                procs
+                    .values()
+                    .filter(|g| g.pgid.load(Ordering::Relaxed) == pgid)
+                    .cloned()
+                    .collect()
+            }
         }
     };
     if targets.is_empty() {
