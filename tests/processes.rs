@@ -218,3 +218,14 @@ fn process_groups_and_sessions_match_native() {
         .stdout_str()
         .contains("setsid as group leader: -1 EPERM"));
 }
+
+#[test]
+fn writing_to_a_pipe_without_readers_raises_sigpipe() {
+    let dir = TempDir::new("proc-sigpipe");
+    let prog = compile_static(&dir, "sigpipe.c");
+    let (_, sandboxed) = compare(&prog, &[] as &[&str], &RunOpts::default());
+    assert_eq!(
+        sandboxed.stdout_str(),
+        "handled: r=-1 epipe=1 got=13\ndefault: signaled=1 sig=13\n"
+    );
+}

@@ -84,7 +84,20 @@ fn write_all(s: &mut Sys, f: &File, buf: &[u8]) -> Result<Outcome, Errno> {
             wait_host(s, fd, true)
         }
         Err(_) if done > 0 => ret(done),
-        Err(e) => Err(e),
+        Err(e) => {
+            if e == Errno::EPIPE {
+                // A write to a pipe nobody reads also raises SIGPIPE.
+                let info = crate::signal::SigInfo {
+                    signo: libc::SIGPIPE,
+                    code: crate::signal::SI_USER,
+                    pid: s.task.tg.pid,
+                    uid: s.task.tg.creds.uid,
+                    ..Default::default()
+                };
+                s.k.signal_task(s.task, info);
+            }
+            Err(e)
+        }
     }
 }
 

@@ -138,8 +138,8 @@ table! {
     SYS_dup3 => fs::dup3, [Fd, Fd, Hex], Full;
     SYS_sendfile => fs::sendfile, [Fd, Fd, Ptr, Int], Full;
     SYS_ioctl => fs::ioctl, [Fd, Hex, Ptr], Partial("TCGETS and TIOCGWINSZ on stdio");
-    SYS_pipe => poll::pipe, [Ptr], Partial("EPIPE without SIGPIPE");
-    SYS_pipe2 => poll::pipe2, [Ptr, Hex], Partial("EPIPE without SIGPIPE");
+    SYS_pipe => poll::pipe, [Ptr], Full;
+    SYS_pipe2 => poll::pipe2, [Ptr, Hex], Full;
     SYS_eventfd => poll::eventfd, [Int], Full;
     SYS_eventfd2 => poll::eventfd2, [Int, Hex], Full;
     SYS_poll => poll::poll, [Ptr, Int, Int], Full;
