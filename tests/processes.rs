@@ -229,3 +229,11 @@ fn writing_to_a_pipe_without_readers_raises_sigpipe() {
         "handled: r=-1 epipe=1 got=13\ndefault: signaled=1 sig=13\n"
     );
 }
+
+#[test]
+fn interval_timers_and_alarm_match_native() {
+    let dir = TempDir::new("proc-itimer");
+    let prog = compile_static(&dir, "itimer.c");
+    let (_, sandboxed) = compare(&prog, &[] as &[&str], &RunOpts::default());
+    assert_eq!(sandboxed.code(), 0);
+}

@@ -141,8 +141,8 @@ pub struct Kernel {
     pub(crate) processes: Mutex<HashMap<i32, Arc<ThreadGroup>>>,
     /// Exited processes not yet reaped by their parent: PID -> status.
     pub(crate) zombies: Mutex<HashMap<i32, ExitStatus>>,
-    /// Pending alarms: PID -> when SIGALRM is due.
-    alarms: Mutex<HashMap<i32, Instant>>,
+    /// The ITIMER_REAL of each process: PID -> (next SIGALRM, interval).
+    alarms: Mutex<HashMap<i32, (Instant, Duration)>>,
 }
 
 #[derive(Default)]
@@ -643,26 +643,53 @@ impl Kernel {
     /// Arms (or with None cancels) a process's SIGALRM; returns the time
     /// that was left on the previous alarm.
     pub(crate) fn set_alarm(&self, tg: &Arc<ThreadGroup>, at: Option<Instant>) -> Option<Duration> {
+        self.set_itimer(tg, at.map(|t| (t, Duration::ZERO)))
+            .map(|(left, _)| left)
+    }
+
+    /// Sets (or with None disarms) a process's ITIMER_REAL: the first
+    /// SIGALRM at the given time, then every interval (zero: once). Returns
+    /// the previous timer as (time left, interval).
+    pub(crate) fn set_itimer(
+        &self,
+        tg: &Arc<ThreadGroup>,
+        timer: Option<(Instant, Duration)>,
+    ) -> Option<(Duration, Duration)> {
         let mut alarms = self.alarms.lock();
         let prev = alarms
             .remove(&tg.pid)
-            .map(|t| t.saturating_duration_since(Instant::now()));
-        if let Some(at) = at {
-            alarms.insert(tg.pid, at);
-            // The timer thread wakes on task deadlines; use a marker tid of
-            // -pid for alarms.
+            .map(|(t, i)| (t.saturating_duration_since(Instant::now()), i));
+        if let Some((at, interval)) = timer {
+            alarms.insert(tg.pid, (at, interval));
+            // The timer thread wakes on task deadlines; alarms use the
+            // marker tid -pid.
             self.timers.heap.lock().push(TimerEntry(at, -tg.pid));
             self.timers.cv.notify_one();
         }
         prev
     }
 
+    /// The ITIMER_REAL of a process as (time left, interval).
+    pub(crate) fn get_itimer(&self, tg: &ThreadGroup) -> Option<(Duration, Duration)> {
+        self.alarms
+            .lock()
+            .get(&tg.pid)
+            .map(|(t, i)| (t.saturating_duration_since(Instant::now()), *i))
+    }
+
     fn fire_alarm(&self, pid: i32) {
         let due = {
             let mut alarms = self.alarms.lock();
-            match alarms.get(&pid) {
-                Some(&at) if at <= Instant::now() => {
-                    alarms.remove(&pid);
+            match alarms.get(&pid).copied() {
+                Some((at, interval)) if at <= Instant::now() => {
+                    if interval.is_zero() {
+                        alarms.remove(&pid);
+                    } else {
+                        let next = at + interval;
+                        alarms.insert(pid, (next, interval));
+                        self.timers.heap.lock().push(TimerEntry(next, -pid));
+                        self.timers.cv.notify_one();
+                    }
                     true
                 }
                 _ => false,

@@ -196,6 +196,8 @@ table! {
     SYS_rt_sigpending => signal::rt_sigpending, [Ptr, Int], Full;
     SYS_rt_sigsuspend => signal::rt_sigsuspend, [Ptr, Int], Full;
     SYS_alarm => time::alarm, [Int], Full;
+    SYS_setitimer => time::setitimer, [Int, Ptr, Ptr], Partial("ITIMER_REAL only");
+    SYS_getitimer => time::getitimer, [Int, Ptr], Partial("ITIMER_REAL only");
     SYS_rt_sigprocmask => signal::rt_sigprocmask, [Int, Ptr, Ptr, Int], Full;
     SYS_sigaltstack => signal::sigaltstack, [Ptr, Ptr], Full;
     SYS_clock_gettime => time::clock_gettime, [Int, Ptr], Full;

@@ -185,3 +185,60 @@ pub fn alarm(s: &mut Sys) -> Result<Outcome, Errno> {
     );
     ret(prev.map_or(0, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0)))
 }
+
+fn read_timeval(s: &Sys, addr: u64) -> Result<Duration, Errno> {
+    let mut b = [0u8; 16];
+    s.mm().read(addr, &mut b)?;
+    let sec = i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
+    let usec = i64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8]));
+    if sec < 0 || !(0..1_000_000).contains(&usec) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Duration::new(sec as u64, usec as u32 * 1000))
+}
+
+fn write_itimerval(
+    s: &Sys,
+    addr: u64,
+    (left, interval): (Duration, Duration),
+) -> Result<(), Errno> {
+    let mut b = [0u8; 32];
+    let tv = |d: Duration| -> [u8; 16] {
+        let mut t = [0u8; 16];
+        t[..8].copy_from_slice(&(d.as_secs() as i64).to_le_bytes());
+        t[8..].copy_from_slice(&(d.subsec_micros() as i64).to_le_bytes());
+        t
+    };
+    b[..16].copy_from_slice(&tv(interval));
+    b[16..].copy_from_slice(&tv(left));
+    s.mm().write(addr, &b)
+}
+
+/// `setitimer(ITIMER_REAL, ...)`: SIGALRM after `it_value`, then every
+/// `it_interval`. The virtual and profiling timers are not provided.
+pub fn setitimer(s: &mut Sys) -> Result<Outcome, Errno> {
+    if s.a[0] as i32 != libc::ITIMER_REAL {
+        return Err(Errno::EINVAL);
+    }
+    let timer = if s.a[1] != 0 {
+        let interval = read_timeval(s, s.a[1])?;
+        let value = read_timeval(s, s.a[1] + 16)?;
+        (!value.is_zero()).then(|| (Instant::now() + value, interval))
+    } else {
+        None
+    };
+    let prev = s.k.set_itimer(&s.task.tg, timer).unwrap_or_default();
+    if s.a[2] != 0 {
+        write_itimerval(s, s.a[2], prev)?;
+    }
+    ret(0)
+}
+
+pub fn getitimer(s: &mut Sys) -> Result<Outcome, Errno> {
+    if s.a[0] as i32 != libc::ITIMER_REAL {
+        return Err(Errno::EINVAL);
+    }
+    let cur = s.k.get_itimer(&s.task.tg).unwrap_or_default();
+    write_itimerval(s, s.a[1], cur)?;
+    ret(0)
+}
