@@ -237,3 +237,11 @@ fn interval_timers_and_alarm_match_native() {
     let (_, sandboxed) = compare(&prog, &[] as &[&str], &RunOpts::default());
     assert_eq!(sandboxed.code(), 0);
 }
+
+#[test]
+fn job_control_stop_and_continue_match_native() {
+    let dir = TempDir::new("proc-jobctl");
+    let prog = compile_static(&dir, "jobctl.c");
+    let (_, sandboxed) = compare(&prog, &[] as &[&str], &RunOpts::default());
+    assert_eq!(sandboxed.code(), 0);
+}

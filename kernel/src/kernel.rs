@@ -36,6 +36,13 @@ use crate::task::{RunState, Start, Task, ThreadGroup};
 /// `pause` iterations a stub spins before sleeping when spinning is on.
 const DEFAULT_STUB_SPIN: u32 = 20_000;
 
+/// A job-control state change of a process, for its parent's wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobEvent {
+    Stopped(i32),
+    Continued,
+}
+
 /// Errors of `start` and friends.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LifecycleError {
@@ -141,6 +148,8 @@ pub struct Kernel {
     pub(crate) processes: Mutex<HashMap<i32, Arc<ThreadGroup>>>,
     /// Exited processes not yet reaped by their parent: PID -> status.
     pub(crate) zombies: Mutex<HashMap<i32, ExitStatus>>,
+    /// Stop/continue events not yet reported to the parent: PID -> event.
+    pub(crate) job_events: Mutex<HashMap<i32, JobEvent>>,
     /// The ITIMER_REAL of each process: PID -> (next SIGALRM, interval).
     alarms: Mutex<HashMap<i32, (Instant, Duration)>>,
 }
@@ -254,6 +263,7 @@ impl Kernel {
             processes: Mutex::new(HashMap::new()),
             zombies: Mutex::new(HashMap::new()),
             alarms: Mutex::new(HashMap::new()),
+            job_events: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&k);
         platform.set_death_hook(Box::new(move || {
@@ -675,6 +685,48 @@ impl Kernel {
             .lock()
             .get(&tg.pid)
             .map(|(t, i)| (t.saturating_duration_since(Instant::now()), *i))
+    }
+
+    /// Stops a process (job control): its stub is SIGSTOPped, so no thread
+    /// runs guest code until SIGCONT; the parent hears of it.
+    pub(crate) fn stop_group(&self, tg: &Arc<ThreadGroup>, sig: i32) {
+        if tg.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        tg.address_space.signal(libc::SIGSTOP);
+        self.job_event(tg, JobEvent::Stopped(sig), crate::signal::CLD_STOPPED, sig);
+    }
+
+    /// Continues a stopped process.
+    pub(crate) fn continue_group(&self, tg: &Arc<ThreadGroup>) {
+        if !tg.stopped.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        tg.address_space.signal(libc::SIGCONT);
+        self.job_event(
+            tg,
+            JobEvent::Continued,
+            crate::signal::CLD_CONTINUED,
+            libc::SIGCONT,
+        );
+    }
+
+    fn job_event(&self, tg: &Arc<ThreadGroup>, ev: JobEvent, code: i32, status: i32) {
+        self.job_events.lock().insert(tg.pid, ev);
+        let ppid = tg.ppid.load(Ordering::Relaxed);
+        if let Some(parent) = self.processes.lock().get(&ppid).cloned() {
+            let w = parent.children.lock().waiters.take();
+            crate::pipe::wake(w);
+            let info = crate::signal::SigInfo {
+                signo: libc::SIGCHLD,
+                code,
+                pid: tg.pid,
+                uid: tg.creds.uid,
+                status,
+                ..Default::default()
+            };
+            self.signal_group(&parent, info);
+        }
     }
 
     fn fire_alarm(&self, pid: i32) {

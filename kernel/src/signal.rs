@@ -39,6 +39,8 @@ pub const SI_KERNEL: i32 = 0x80;
 pub const SI_TKILL: i32 = -6;
 pub const CLD_EXITED: i32 = 1;
 pub const CLD_KILLED: i32 = 2;
+pub const CLD_STOPPED: i32 = 5;
+pub const CLD_CONTINUED: i32 = 6;
 
 /// One queued signal.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -79,7 +81,7 @@ impl SigInfo {
 pub enum Default {
     Terminate,
     Ignore,
-    /// Stop and continue are not modelled yet; they are ignored.
+    /// The whole process stops until SIGCONT (its stub is SIGSTOPped).
     Stop,
     Continue,
 }
@@ -119,6 +121,13 @@ impl Kernel {
     pub fn signal_task(&self, task: &Arc<Task>, info: SigInfo) {
         if info.signo == SIGKILL {
             self.exit_group(&task.tg, ExitStatus::Signaled(SIGKILL));
+            return;
+        }
+        if info.signo == libc::SIGCONT {
+            self.continue_group(&task.tg);
+        }
+        if info.signo == SIGSTOP {
+            self.stop_group(&task.tg, SIGSTOP);
             return;
         }
         if Self::ignored(&task.tg, info.signo) {
@@ -190,6 +199,11 @@ impl Kernel {
                     Default::Terminate => {
                         self.exit_group(&task.tg, ExitStatus::Signaled(info.signo));
                         return Delivered::Killed;
+                    }
+                    Default::Stop => {
+                        // The host stops the stub as soon as it resumes.
+                        self.stop_group(&task.tg, info.signo);
+                        continue;
                     }
                     _ => continue,
                 },

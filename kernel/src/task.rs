@@ -195,6 +195,8 @@ pub struct ThreadGroup {
     pub limits: crate::process::Limits,
     pub sigactions: Mutex<[SigAction; 64]>,
     pub exiting: AtomicBool,
+    /// Stopped by job control (SIGSTOP, SIGTSTP, ...) until SIGCONT.
+    pub stopped: AtomicBool,
     pub(crate) tasks: Mutex<Vec<Weak<Task>>>,
     /// CPU time of the group's threads that have exited.
     pub exited_cpu: Mutex<crate::cpuclock::CpuTimes>,
@@ -235,6 +237,7 @@ impl ThreadGroup {
             limits: p.limits,
             sigactions: Mutex::new(p.sigactions),
             exiting: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
             exited_cpu: Mutex::new(Default::default()),
         })

@@ -109,36 +109,93 @@ pub fn vfork(s: &mut Sys) -> Result<Outcome, Errno> {
     fork(s, libc::SIGCHLD as u64, 0, 0, 0)
 }
 
-/// The `wait4` status word.
-fn wait_status(st: ExitStatus) -> i32 {
-    match st {
-        ExitStatus::Exited(c) => (c & 0xff) << 8,
-        ExitStatus::Signaled(sig) => sig & 0x7f,
+/// A child state change a wait can report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Event {
+    Exited(ExitStatus),
+    Stopped(i32),
+    Continued,
+}
+
+impl Event {
+    /// The `wait4` status word.
+    fn wait_status(self) -> i32 {
+        match self {
+            Event::Exited(ExitStatus::Exited(c)) => (c & 0xff) << 8,
+            Event::Exited(ExitStatus::Signaled(sig)) => sig & 0x7f,
+            Event::Stopped(sig) => 0x7f | (sig << 8),
+            Event::Continued => 0xffff,
+        }
+    }
+
+    /// `si_code` and `si_status` for waitid.
+    fn siginfo(self) -> (i32, i32) {
+        match self {
+            Event::Exited(ExitStatus::Exited(c)) => (crate::signal::CLD_EXITED, c),
+            Event::Exited(ExitStatus::Signaled(s)) => (crate::signal::CLD_KILLED, s),
+            Event::Stopped(s) => (crate::signal::CLD_STOPPED, s),
+            Event::Continued => (crate::signal::CLD_CONTINUED, libc::SIGCONT),
+        }
     }
 }
 
-/// Finds a reapable child matching `pid` (-1: any). Ok(None): children
-/// exist but none exited yet.
-fn reap(s: &Sys, pid: i32, remove: bool) -> Result<Option<(i32, ExitStatus)>, Errno> {
+/// Finds a child matching `pid` (-1: any) with an event the options ask
+/// for: exits (`exited`), stops (WUNTRACED/WSTOPPED), continues
+/// (WCONTINUED). Ok(None): children exist but none has such an event.
+fn reap(
+    s: &Sys,
+    pid: i32,
+    exited: bool,
+    stopped: bool,
+    continued: bool,
+    consume: bool,
+) -> Result<Option<(i32, Event)>, Errno> {
     let mut ch = s.task.tg.children.lock();
+    let pgid = s.task.tg.pgid.load(Ordering::Relaxed);
+    let procs = s.k.processes.lock();
     let matching: Vec<i32> = ch
         .pids
         .iter()
         .copied()
-        .filter(|&c| pid <= 0 || c == pid)
+        .filter(|&c| match pid {
+            -1 => true,
+            p if p > 0 => c == p,
+            p => {
+                let want = if p == 0 { pgid } else { -p };
+                procs
+                    .get(&c)
+                    .is_none_or(|g| g.pgid.load(Ordering::Relaxed) == want)
+            }
+        })
         .collect();
+    drop(procs);
     if matching.is_empty() {
         return Err(Errno::ECHILD);
     }
-    let mut zombies = s.k.zombies.lock();
-    for c in matching {
-        if let Some(&st) = zombies.get(&c) {
-            if remove {
-                zombies.remove(&c);
-                ch.pids.retain(|&p| p != c);
+    if exited {
+        let mut zombies = s.k.zombies.lock();
+        for &c in &matching {
+            if let Some(&st) = zombies.get(&c) {
+                if consume {
+                    zombies.remove(&c);
+                    ch.pids.retain(|&p| p != c);
+                    s.k.job_events.lock().remove(&c);
+                }
+                return Ok(Some((c, Event::Exited(st))));
             }
-            return Ok(Some((c, st)));
         }
+    }
+    let mut jobs = s.k.job_events.lock();
+    for &c in &matching {
+        let ev = match jobs.get(&c) {
+            Some(crate::kernel::JobEvent::Stopped(sig)) if stopped => Event::Stopped(*sig),
+            Some(crate::kernel::JobEvent::Continued) if continued => Event::Continued,
+            _ => continue,
+        };
+        if consume {
+            jobs.remove(&c);
+        }
+        return Ok(Some((c, ev)));
     }
     Ok(None)
 }
@@ -160,15 +217,23 @@ pub fn wait4(s: &mut Sys) -> Result<Outcome, Errno> {
     {
         return Err(Errno::EINVAL);
     }
-    // Register first, then look: an exit in between wakes us again.
+    // Register first, then look: an event in between wakes us again.
     if options & libc::WNOHANG == 0 {
         let w = crate::pipe::Waiter::new(s.k, s.task);
         s.task.tg.children.lock().waiters.add(&w);
     }
-    match reap(s, pid, true)? {
-        Some((child, st)) => {
+    let found = reap(
+        s,
+        pid,
+        true,
+        options & libc::WUNTRACED != 0,
+        options & libc::WCONTINUED != 0,
+        true,
+    )?;
+    match found {
+        Some((child, ev)) => {
             if status != 0 {
-                s.mm().write_u32(status, wait_status(st) as u32)?;
+                s.mm().write_u32(status, ev.wait_status() as u32)?;
             }
             if rusage != 0 {
                 s.mm().write(rusage, &[0u8; 144])?;
@@ -189,18 +254,22 @@ pub fn waitid(s: &mut Sys) -> Result<Outcome, Errno> {
     let pid = match idtype as u32 {
         libc::P_ALL => -1,
         libc::P_PID => id as i32,
-        libc::P_PGID => -1,
+        libc::P_PGID => -(id as i32),
         _ => return Err(Errno::EINVAL),
     };
-    let found = reap(s, pid, options & libc::WNOWAIT == 0)?;
+    let found = reap(
+        s,
+        pid,
+        options & libc::WEXITED != 0,
+        options & libc::WSTOPPED != 0,
+        options & libc::WCONTINUED != 0,
+        options & libc::WNOWAIT == 0,
+    )?;
     match found {
-        Some((child, st)) if options & libc::WEXITED != 0 => {
+        Some((child, ev)) => {
             if infop != 0 {
                 let mut b = [0u8; 128];
-                let (code, status): (i32, i32) = match st {
-                    ExitStatus::Exited(c) => (1, c),       // CLD_EXITED
-                    ExitStatus::Signaled(sig) => (2, sig), // CLD_KILLED
-                };
+                let (code, status) = ev.siginfo();
                 b[0..4].copy_from_slice(&libc::SIGCHLD.to_le_bytes());
                 b[8..12].copy_from_slice(&code.to_le_bytes());
                 b[16..20].copy_from_slice(&child.to_le_bytes());
@@ -210,13 +279,13 @@ pub fn waitid(s: &mut Sys) -> Result<Outcome, Errno> {
             }
             ret(0)
         }
-        _ if options & libc::WNOHANG != 0 => {
+        None if options & libc::WNOHANG != 0 => {
             if infop != 0 {
                 s.mm().write(infop, &[0u8; 128])?;
             }
             ret(0)
         }
-        _ => wait_for_children(s),
+        None => wait_for_children(s),
     }
 }
 
