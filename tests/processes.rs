@@ -245,3 +245,11 @@ fn job_control_stop_and_continue_match_native() {
     let (_, sandboxed) = compare(&prog, &[] as &[&str], &RunOpts::default());
     assert_eq!(sandboxed.code(), 0);
 }
+
+#[test]
+fn sigtimedwait_matches_native() {
+    let dir = TempDir::new("proc-sigwait");
+    let prog = compile_static(&dir, "sigwait.c");
+    let (_, sandboxed) = compare(&prog, &[] as &[&str], &RunOpts::default());
+    assert_eq!(sandboxed.code(), 0);
+}

@@ -24,6 +24,8 @@ pub enum Restart {
     },
     /// A blocking write that already moved `done` bytes.
     Write { done: usize },
+    /// `rt_sigtimedwait` waiting until the deadline (None: forever).
+    SigWait { deadline: Option<Instant> },
     /// `poll`/`select` waiting until the deadline (None: forever).
     Poll { deadline: Option<Instant> },
 }

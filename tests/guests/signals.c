@@ -164,7 +164,7 @@ int main(void) {
   printf("SIGSEGV: sig=%d addr=%p\n", last_sig, last_addr);
   install_info(SIGFPE, on_fault, 0);
   volatile int zero = 0;
-  if (sigsetjmp(jb, 1) == 0) { volatile int q = 1 / zero; (void)q; }
+  if (sigsetjmp(jb, 1) == 0) { volatile int q = 7 / zero; (void)q; }
   printf("SIGFPE: sig=%d\n", last_sig);
   install_info(SIGILL, on_fault, 0);
   if (sigsetjmp(jb, 1) == 0) __asm__ volatile("ud2");

@@ -195,6 +195,7 @@ table! {
     SYS_rt_sigreturn => signal::rt_sigreturn, [], Full;
     SYS_rt_sigpending => signal::rt_sigpending, [Ptr, Int], Full;
     SYS_rt_sigsuspend => signal::rt_sigsuspend, [Ptr, Int], Full;
+    SYS_rt_sigtimedwait => signal::rt_sigtimedwait, [Ptr, Ptr, Ptr, Int], Full;
     SYS_alarm => time::alarm, [Int], Full;
     SYS_setitimer => time::setitimer, [Int, Ptr, Ptr], Partial("ITIMER_REAL only");
     SYS_getitimer => time::getitimer, [Int, Ptr], Partial("ITIMER_REAL only");

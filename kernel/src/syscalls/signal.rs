@@ -127,3 +127,46 @@ pub fn rt_sigsuspend(s: &mut Sys) -> Result<Outcome, Errno> {
     }
     Ok(Outcome::Block { deadline: None })
 }
+
+/// `rt_sigtimedwait(set, info, timeout)`: takes a pending signal of `set`
+/// (normally blocked by the caller) without running a handler.
+pub fn rt_sigtimedwait(s: &mut Sys) -> Result<Outcome, Errno> {
+    let [set_addr, info_addr, timeout, size, ..] = s.a;
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let set = s.mm().read_u64(set_addr)? & !UNBLOCKABLE;
+    let taken = {
+        let mut p = s.task.pending.lock();
+        let i = p.iter().position(|i| set & (1u64 << (i.signo - 1)) != 0);
+        let info = i.map(|i| p.remove(i));
+        if p.is_empty() {
+            s.task
+                .signal_hint
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+        info
+    };
+    if let Some(info) = taken {
+        s.t.restart = None;
+        if info_addr != 0 {
+            s.mm().write(info_addr, &info.to_bytes())?;
+        }
+        return ret(info.signo);
+    }
+    let deadline = match s.t.restart {
+        Some(crate::task::Restart::SigWait { deadline }) => deadline,
+        _ if timeout != 0 => {
+            Some(std::time::Instant::now() + super::time::read_timespec(s, timeout)?)
+        }
+        _ => None,
+    };
+    if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+        s.t.restart = None;
+        return Err(Errno::EAGAIN);
+    }
+    // Any arriving signal wakes a parked task (blocked ones included), so
+    // the re-run finds it in `pending`.
+    s.t.restart = Some(crate::task::Restart::SigWait { deadline });
+    Ok(Outcome::Block { deadline })
+}
