@@ -253,3 +253,14 @@ fn sigtimedwait_matches_native() {
     let (_, sandboxed) = compare(&prog, &[] as &[&str], &RunOpts::default());
     assert_eq!(sandboxed.code(), 0);
 }
+
+#[test]
+fn exec_from_a_thread_and_alternate_signal_stacks_match_native() {
+    let dir = TempDir::new("proc-thread-exec");
+    let prog = compile_static(&dir, "thread_exec.c");
+    let (_, sandboxed) = compare(&prog, &[] as &[&str], &RunOpts::default());
+    assert_eq!(
+        sandboxed.stdout_str(),
+        "handler on the alternate stack: 1\nnew image: tid==pid 1\n"
+    );
+}
