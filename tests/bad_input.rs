@@ -306,9 +306,18 @@ fn corrupted_header_bytes() {
         bad[off] = 0xff;
         // Named busybox, so that busybox runs its "true" applet.
         let p = write_exe(&dir, &format!("{off}/busybox"), &bad);
-        let mut native = Command::new(&p);
-        native.arg("true");
-        let native = common::try_run(&mut native, None);
+        // ETXTBSY: a child forked meanwhile by another test thread can still
+        // hold the just-written file open for writing; retry briefly.
+        let mut native = common::try_run(Command::new(&p).arg("true"), None);
+        for _ in 0..100 {
+            match &native {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    native = common::try_run(Command::new(&p).arg("true"), None);
+                }
+                _ => break,
+            }
+        }
         let out = run_sentry(&p, &["true"], &RunOpts::default());
         let native_desc = match &native {
             Ok(n) => format!("exit {}", n.code()),

@@ -210,6 +210,13 @@ fn sender(s: &Sys, sig: u64, code: i32) -> Result<crate::signal::SigInfo, Errno>
     })
 }
 
+/// Linux's rule: the sender's real or effective UID must match the target's
+/// real UID, or the sender is privileged (UID 0).
+fn may_signal(s: &Sys, target: &crate::task::ThreadGroup) -> bool {
+    let me = s.task.tg.creds;
+    me.euid == 0 || me.uid == target.creds.uid || me.euid == target.creds.uid
+}
+
 /// After queueing a signal on itself, a task must not resume before it
 /// is delivered: the syscall returns and delivery happens on the way out.
 fn after_send(s: &Sys) -> Result<Outcome, Errno> {
@@ -225,6 +232,9 @@ pub fn tgkill(s: &mut Sys) -> Result<Outcome, Errno> {
         s.k.task_by_tid(s.a[1] as i32)
             .filter(|t| t.tg.pid == s.a[0] as i32)
             .ok_or(Errno::ESRCH)?;
+    if !may_signal(s, &t.tg) {
+        return Err(Errno::EPERM);
+    }
     if info.signo != 0 {
         s.k.signal_task(&t, info);
     }
@@ -234,6 +244,9 @@ pub fn tgkill(s: &mut Sys) -> Result<Outcome, Errno> {
 pub fn tkill(s: &mut Sys) -> Result<Outcome, Errno> {
     let info = sender(s, s.a[1], crate::signal::SI_TKILL)?;
     let t = s.k.task_by_tid(s.a[0] as i32).ok_or(Errno::ESRCH)?;
+    if !may_signal(s, &t.tg) {
+        return Err(Errno::EPERM);
+    }
     if info.signo != 0 {
         s.k.signal_task(&t, info);
     }
@@ -264,6 +277,10 @@ pub fn kill(s: &mut Sys) -> Result<Outcome, Errno> {
     };
     if targets.is_empty() {
         return Err(Errno::ESRCH);
+    }
+    let targets: Vec<_> = targets.into_iter().filter(|tg| may_signal(s, tg)).collect();
+    if targets.is_empty() {
+        return Err(Errno::EPERM);
     }
     if info.signo != 0 {
         for tg in targets {
