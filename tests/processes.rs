@@ -264,3 +264,11 @@ fn exec_from_a_thread_and_alternate_signal_stacks_match_native() {
         "handler on the alternate stack: 1\nnew image: tid==pid 1\n"
     );
 }
+
+#[test]
+fn execveat_relative_to_a_directory_and_fexecve_match_native() {
+    let dir = TempDir::new("proc-execveat");
+    let prog = compile_static(&dir, "execveat.c");
+    let (_, sandboxed) = compare(&prog, &[] as &[&str], &RunOpts::default());
+    assert_eq!(sandboxed.stdout_str(), "ran via dirfd\nran via fexecve\n");
+}

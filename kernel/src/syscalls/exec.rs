@@ -338,9 +338,61 @@ pub fn execve(s: &mut Sys) -> Result<Outcome, Errno> {
     if path.is_empty() {
         return Err(Errno::ENOENT);
     }
-    let mut argv = string_array(s, s.a[1])?;
-    let envv = string_array(s, s.a[2])?;
-    let mut file = host_path(s, &path)?;
+    let file = host_path(s, &path)?;
+    exec_file(s, path, file, s.a[1], s.a[2])
+}
+
+/// The host path behind a guest descriptor (a file or directory the
+/// sentry opened on the host).
+fn fd_path(s: &Sys, fd: u64) -> Result<String, Errno> {
+    let f = s.task.tg.fds.get(fd as i32)?;
+    let host = f.host_fd().ok_or(Errno::EACCES)?;
+    let p = std::fs::read_link(format!("/proc/self/fd/{host}")).map_err(Errno::from)?;
+    p.into_os_string().into_string().map_err(|_| Errno::ENOENT)
+}
+
+/// `execveat(dirfd, path, argv, envp, flags)`: `path` relative to `dirfd`,
+/// or with AT_EMPTY_PATH the file `dirfd` itself (fexecve).
+pub fn execveat(s: &mut Sys) -> Result<Outcome, Errno> {
+    let [dirfd, path_addr, argv, envp, flags, _] = s.a;
+    let flags = flags as i32;
+    if flags & !(libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = s.mm().read_cstr(path_addr, 4095)?;
+    let file = if path.is_empty() {
+        if flags & libc::AT_EMPTY_PATH == 0 {
+            return Err(Errno::ENOENT);
+        }
+        fd_path(s, dirfd)?
+    } else if path[0] == b'/' || dirfd as i32 == libc::AT_FDCWD {
+        host_path(s, &path)?
+    } else {
+        let mut p = fd_path(s, dirfd)?;
+        p.push('/');
+        p.push_str(std::str::from_utf8(&path).map_err(|_| Errno::ENOENT)?);
+        p
+    };
+    let shown = if path.is_empty() {
+        file.clone().into_bytes()
+    } else {
+        path
+    };
+    exec_file(s, shown, file, argv, envp)
+}
+
+/// Replaces the process image with `file` (a host path; `path` is what the
+/// guest named it, for `#!` scripts).
+fn exec_file(
+    s: &mut Sys,
+    path: Vec<u8>,
+    file: String,
+    argv_addr: u64,
+    envp_addr: u64,
+) -> Result<Outcome, Errno> {
+    let mut file = file;
+    let mut argv = string_array(s, argv_addr)?;
+    let envv = string_array(s, envp_addr)?;
     // "#!interpreter [arg]": run the interpreter on the script (one level).
     if let Ok(head) = std::fs::read(&file).map(|b| b.into_iter().take(256).collect::<Vec<u8>>()) {
         if head.starts_with(b"#!") {

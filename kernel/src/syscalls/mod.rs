@@ -187,6 +187,7 @@ table! {
     SYS_fork => exec::fork_syscall, [], Partial("eager copy of memory");
     SYS_vfork => exec::vfork, [], Partial("a copy, like fork");
     SYS_execve => exec::execve, [Path, Ptr, Ptr], Partial("static programs and #! scripts");
+    SYS_execveat => exec::execveat, [Fd, Path, Ptr, Ptr, Hex], Partial("static programs and #! scripts");
     SYS_wait4 => exec::wait4, [Int, Ptr, Hex, Ptr], Partial("no stop/continue reports yet");
     SYS_waitid => exec::waitid, [Int, Int, Ptr, Hex, Ptr], Partial("exits only");
     SYS_exit => process::exit, [Int], Full;
