@@ -976,29 +976,24 @@ impl Kernel {
             }
             o => o,
         };
-        let resume = |inner: &mut crate::task::TaskInner| -> bool {
-            inner.blocked = false;
-            if task.signal_hint.load(Ordering::Acquire)
-                && self.deliver_signals(task, inner) == crate::signal::Delivered::Killed
-            {
-                return true; // dead: the caller drops it below
-            }
-            inner.ctx.resume().is_ok()
-        };
-        match out {
+        let out = match out {
             Outcome::Return(v) => {
                 inner.ctx.set_syscall_return(v as u64);
-                if resume(&mut inner) {
-                    task.cpu.enter_user();
-                    return task.state() != RunState::Dead;
-                }
-                drop(inner);
-                self.handle_stop(task, Stop::Died)
+                Outcome::Resume
             }
-            Outcome::Resume => {
-                if resume(&mut inner) {
+            o => o,
+        };
+        match out {
+            Outcome::Return(_) | Outcome::Resume => {
+                inner.blocked = false;
+                if task.signal_hint.load(Ordering::Acquire)
+                    && self.deliver_signals(task, &mut inner) == crate::signal::Delivered::Killed
+                {
+                    return false;
+                }
+                if inner.ctx.resume().is_ok() {
                     task.cpu.enter_user();
-                    return task.state() != RunState::Dead;
+                    return true;
                 }
                 drop(inner);
                 self.handle_stop(task, Stop::Died)

@@ -151,10 +151,11 @@ static TRAPS: AtomicU64 = AtomicU64::new(0);
 type Gadget = extern "C" fn(i64, i64, i64, i64) -> i64;
 
 fn gadget_at(addr: u64) -> Gadget {
-    // SAFETY: the child maps SYSCALL_GADGET at `addr` (CODE, BELOW or ABOVE)
-    // before calling any of these; the gadget follows the C ABI: it takes
-    // four integer arguments, returns RAX, and clobbers only rcx and r11
-    // (syscall) besides, both caller-saved.
+    // The child maps SYSCALL_GADGET at `addr` (CODE, BELOW or ABOVE) before
+    // calling any of these.
+    // SAFETY: 1. the address holds the gadget when called; 2. it follows the
+    // C ABI: four integer arguments, result in RAX, clobbers only the
+    // caller-saved rcx and r11.
     unsafe { std::mem::transmute::<usize, Gadget>(addr as usize) }
 }
 
@@ -350,11 +351,11 @@ fn child(case: Case, prog: &[SockFilter]) -> ! {
             exit_via_gadget(wrong)
         }
         Case::Int80InRange => {
-            // SAFETY: the int 0x80 gadget is mapped at CODE + INT80_OFF and
-            // follows the C ABI (no arguments, result in EAX; int 0x80
-            // clobbers nothing else).
-            let int80: extern "C" fn() -> i64 =
-                unsafe { std::mem::transmute((CODE + INT80_OFF) as usize) };
+            let int80: extern "C" fn() -> i64 = {
+                // SAFETY: the int 0x80 gadget is mapped at CODE + INT80_OFF
+                // and follows the C ABI (no arguments, result in EAX).
+                unsafe { std::mem::transmute((CODE + INT80_OFF) as usize) }
+            };
             int80();
             exit_via_gadget(wrong)
         }

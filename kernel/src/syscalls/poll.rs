@@ -167,17 +167,6 @@ fn do_poll(s: &mut Sys, addr: u64, nfds: u64, timeout: Option<Duration>) -> Resu
     }
 }
 
-fn read_timeval(s: &Sys, addr: u64) -> Result<Duration, Errno> {
-    let mut b = [0u8; 16];
-    s.mm().read(addr, &mut b)?;
-    let sec = i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
-    let usec = i64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8]));
-    if sec < 0 || !(0..1_000_000).contains(&usec) {
-        return Err(Errno::EINVAL);
-    }
-    Ok(Duration::new(sec as u64, usec as u32 * 1000))
-}
-
 pub fn poll(s: &mut Sys) -> Result<Outcome, Errno> {
     let ms = s.a[2] as i32;
     let timeout = (ms >= 0).then(|| Duration::from_millis(ms as u64));
@@ -273,7 +262,7 @@ pub fn select(s: &mut Sys) -> Result<Outcome, Errno> {
     let timeout = if s.a[4] == 0 {
         None
     } else {
-        Some(read_timeval(s, s.a[4])?)
+        Some(super::time::read_timeval(s, s.a[4])?)
     };
     do_select(s, s.a[0], [s.a[1], s.a[2], s.a[3]], timeout)
 }

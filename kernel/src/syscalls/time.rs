@@ -8,16 +8,27 @@ use super::{ret, Outcome, Sys};
 use crate::errno::Errno;
 use crate::task::Restart;
 
-/// A guest `struct timespec` as a duration (EINVAL when out of range).
-pub(crate) fn read_timespec(s: &Sys, addr: u64) -> Result<Duration, Errno> {
+/// A guest (seconds, sub-second) pair of i64s whose second field counts
+/// `unit` nanoseconds: `struct timespec` (1) or `struct timeval` (1000).
+fn read_time_pair(s: &Sys, addr: u64, unit: i64) -> Result<Duration, Errno> {
     let mut b = [0u8; 16];
     s.mm().read(addr, &mut b)?;
     let sec = i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
-    let nsec = i64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8]));
-    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+    let frac = i64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8]));
+    if sec < 0 || !(0..1_000_000_000 / unit).contains(&frac) {
         return Err(Errno::EINVAL);
     }
-    Ok(Duration::new(sec as u64, nsec as u32))
+    Ok(Duration::new(sec as u64, (frac * unit) as u32))
+}
+
+/// A guest `struct timespec` as a duration (EINVAL when out of range).
+pub(crate) fn read_timespec(s: &Sys, addr: u64) -> Result<Duration, Errno> {
+    read_time_pair(s, addr, 1)
+}
+
+/// A guest `struct timeval` as a duration (EINVAL when out of range).
+pub(crate) fn read_timeval(s: &Sys, addr: u64) -> Result<Duration, Errno> {
+    read_time_pair(s, addr, 1000)
 }
 
 fn write_timespec(s: &Sys, addr: u64, sec: i64, nsec: i64) -> Result<(), Errno> {
@@ -184,17 +195,6 @@ pub fn alarm(s: &mut Sys) -> Result<Outcome, Errno> {
         (secs > 0).then(|| Instant::now() + Duration::from_secs(secs as u64)),
     );
     ret(prev.map_or(0, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0)))
-}
-
-fn read_timeval(s: &Sys, addr: u64) -> Result<Duration, Errno> {
-    let mut b = [0u8; 16];
-    s.mm().read(addr, &mut b)?;
-    let sec = i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
-    let usec = i64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8]));
-    if sec < 0 || !(0..1_000_000).contains(&usec) {
-        return Err(Errno::EINVAL);
-    }
-    Ok(Duration::new(sec as u64, usec as u32 * 1000))
 }
 
 fn write_itimerval(
