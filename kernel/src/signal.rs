@@ -162,10 +162,13 @@ impl Kernel {
     }
 
     fn notify(&self, task: &Arc<Task>) {
-        match task.state() {
-            crate::task::RunState::Blocked => self.wake(task),
-            crate::task::RunState::Running => task.interrupter.interrupt(),
-            _ => {}
+        // `wake` also covers a task still Running on its way to park (it
+        // leaves a pending wake-up), so a signal that arrives between a
+        // syscall's last check and the park is never lost.
+        let running = task.state() == crate::task::RunState::Running;
+        self.wake(task);
+        if running {
+            task.interrupter.interrupt();
         }
     }
 
