@@ -410,6 +410,15 @@ pub fn run_native<S: AsRef<OsStr>>(program: &Path, args: &[S], opts: &RunOpts) -
     let mut c = base_command(program, opts.cwd);
     c.args(args);
     c.envs(opts.env.iter().map(|(k, v)| (k, v)));
+    // A sandboxed guest starts with stdio only; give the native run the same
+    // table, whatever descriptors the harness (or CI) leaks into us.
+    // SAFETY: close_range is async-signal-safe and touches no Rust state.
+    unsafe {
+        c.pre_exec(|| {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
     run(&mut c, opts.stdin)
 }
 
