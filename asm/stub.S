@@ -210,6 +210,25 @@ sentry_stub_syscall_insn:
     jnz .Lfatal
     ret
 
+/*
+ * Gadgets for the ptrace platform, which runs a stopped thread here with
+ * PTRACE_CONT after loading the registers of one syscall: the syscall runs
+ * (the filter allows it, the IP being inside the stub) and int3 hands the
+ * thread back to its tracer with the result in %rax.
+ */
+    .globl sentry_stub_ptrace_syscall
+sentry_stub_ptrace_syscall:
+    syscall
+    int3
+/* clone(): the parent traps back; the child starts as a new stub thread
+ * (on its slot's stack) and waits in the handoff loop for its tracer. */
+    .globl sentry_stub_ptrace_clone
+sentry_stub_ptrace_clone:
+    syscall
+    testq %rax, %rax
+    jz .Lthread_start
+    int3
+
     .globl sentry_stub_restorer
     .type sentry_stub_restorer,@function
 sentry_stub_restorer:

@@ -1,7 +1,7 @@
 //! `sentry`: run an unmodified x86-64 Linux program in the sandbox.
 //!
 //! ```text
-//! sentry run [--platform systrap] [--cpus N] [--strace] [--no-spin] [--host-cores] -- PROGRAM [ARGS...]
+//! sentry run [--platform systrap|ptrace] [--cpus N] [--strace] [--no-spin] [--host-cores] -- PROGRAM [ARGS...]
 //! sentry syscalls        print the syscall support matrix
 //! ```
 //!
@@ -13,11 +13,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use sentry_kernel::{CreateError, CreateProcessArgs, InitKernelArgs, Kernel, KernelConfig};
+use sentry_systrap::ptrace::Ptrace;
 use sentry_systrap::systrap::Systrap;
 use sentry_systrap::Platform;
 
 const USAGE: &str =
-    "usage: sentry run [--platform systrap] [--cpus N] [--strace] [--no-spin] [--host-cores] -- PROGRAM [ARGS...]
+    "usage: sentry run [--platform systrap|ptrace] [--cpus N] [--strace] [--no-spin] [--host-cores] -- PROGRAM [ARGS...]
        sentry syscalls";
 
 struct RunArgs {
@@ -119,8 +120,15 @@ fn run(args: RunArgs) -> ExitCode {
                 return ExitCode::from(125);
             }
         },
+        "ptrace" => match Ptrace::new() {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                eprintln!("sentry: {e}");
+                return ExitCode::from(125);
+            }
+        },
         other => {
-            eprintln!("sentry: unknown platform {other:?} (available: systrap)");
+            eprintln!("sentry: unknown platform {other:?} (available: systrap, ptrace)");
             return ExitCode::from(125);
         }
     };

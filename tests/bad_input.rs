@@ -5,6 +5,7 @@
 //! and one clear line on stderr naming the problem; the sentry must not
 //! panic or leave processes behind.
 
+#[macro_use]
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
@@ -64,7 +65,7 @@ fn write_exe(dir: &TempDir, name: &str, bytes: &[u8]) -> PathBuf {
     p
 }
 
-#[test]
+both_platforms! {
 fn missing_file_is_127() {
     expect_refusal(
         Path::new("/nonexistent/dir/program"),
@@ -73,8 +74,9 @@ fn missing_file_is_127() {
         &["/nonexistent/dir/program", "No such file"],
     );
 }
+}
 
-#[test]
+both_platforms! {
 fn command_not_in_path_is_127() {
     expect_refusal(
         Path::new("no-such-command-sentry-test"),
@@ -83,43 +85,49 @@ fn command_not_in_path_is_127() {
         &["no-such-command-sentry-test", "not found"],
     );
 }
+}
 
-#[test]
+both_platforms! {
 fn text_file_is_126_not_elf() {
     let dir = TempDir::new("bad-text");
     let p = write_exe(&dir, "notes.txt", b"just some text\nnot a program\n");
     expect_refusal(&p, &[], 126, &["not an ELF"]);
 }
+}
 
-#[test]
+both_platforms! {
 fn shell_script_is_126_script() {
     let dir = TempDir::new("bad-script");
     let p = write_exe(&dir, "hello.sh", b"#!/bin/sh\necho hello\n");
     expect_refusal(&p, &[], 126, &["script"]);
 }
+}
 
-#[test]
+both_platforms! {
 fn empty_file_is_126() {
     let dir = TempDir::new("bad-empty");
     let p = write_exe(&dir, "empty", b"");
     expect_refusal(&p, &[], 126, &["empty"]);
 }
+}
 
-#[test]
+both_platforms! {
 fn directory_is_126() {
     let dir = TempDir::new("bad-dir");
     let sub = dir.join("a-directory");
     std::fs::create_dir(&sub).unwrap();
     expect_refusal(&sub, &[], 126, &["directory"]);
 }
+}
 
-#[test]
+both_platforms! {
 fn file_without_execute_permission_is_126() {
     // execve(2) refuses a file without execute permission (even for root).
     let dir = TempDir::new("bad-noexec");
     let p = dir.write("busybox", static_elf(&dir));
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
     expect_refusal(&p, &["true"], 126, &["Permission denied"]);
+}
 }
 
 /// A minimal 32-bit i386 ELF executable (exit(0) via int 0x80).
@@ -161,7 +169,7 @@ fn tiny_elf32() -> Vec<u8> {
     f
 }
 
-#[test]
+both_platforms! {
 fn elf32_is_126() {
     let dir = TempDir::new("bad-elf32");
     // A real one when the toolchain can build it, else a hand-made one.
@@ -183,8 +191,9 @@ fn elf32_is_126() {
     let p = write_exe(&dir, "tiny32-handmade", &tiny_elf32());
     expect_refusal(&p, &[], 126, &["32-bit"]);
 }
+}
 
-#[test]
+both_platforms! {
 fn truncated_elf_is_126() {
     let dir = TempDir::new("bad-trunc");
     let elf = static_elf(&dir);
@@ -200,8 +209,9 @@ fn truncated_elf_is_126() {
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn truncated_segments_are_126() {
     // The headers are whole but the file ends inside the loaded segments.
     let dir = TempDir::new("bad-trunc-seg");
@@ -215,8 +225,9 @@ fn truncated_segments_are_126() {
         "{err}"
     );
 }
+}
 
-#[test]
+both_platforms! {
 fn corrupt_phentsize_is_126() {
     let dir = TempDir::new("bad-phentsize");
     let mut elf = static_elf(&dir);
@@ -225,8 +236,9 @@ fn corrupt_phentsize_is_126() {
     let p = write_exe(&dir, "corrupt", &elf);
     expect_refusal(&p, &["true"], 126, &["corrupt"]);
 }
+}
 
-#[test]
+both_platforms! {
 fn huge_phnum_is_126() {
     let dir = TempDir::new("bad-phnum");
     let mut elf = static_elf(&dir);
@@ -241,8 +253,9 @@ fn huge_phnum_is_126() {
         "{err}"
     );
 }
+}
 
-#[test]
+both_platforms! {
 fn other_machine_is_126() {
     let dir = TempDir::new("bad-machine");
     let mut elf = static_elf(&dir);
@@ -251,8 +264,9 @@ fn other_machine_is_126() {
     let p = write_exe(&dir, "arm64", &elf);
     expect_refusal(&p, &["true"], 126, &["machine"]);
 }
+}
 
-#[test]
+both_platforms! {
 fn big_endian_is_126() {
     let dir = TempDir::new("bad-endian");
     let mut elf = static_elf(&dir);
@@ -260,8 +274,9 @@ fn big_endian_is_126() {
     let p = write_exe(&dir, "be", &elf);
     expect_refusal(&p, &["true"], 126, &["endian"]);
 }
+}
 
-#[test]
+both_platforms! {
 fn object_file_is_126() {
     let dir = TempDir::new("bad-object");
     let src = dir.write("obj.c", "int f(void) { return 1; }\n");
@@ -273,8 +288,9 @@ fn object_file_is_126() {
     make_executable(&obj);
     expect_refusal(&obj, &[], 126, &["not an executable"]);
 }
+}
 
-#[test]
+both_platforms! {
 fn dynamically_linked_is_126() {
     let ls = Path::new("/bin/ls");
     if !ls.is_file() {
@@ -283,8 +299,9 @@ fn dynamically_linked_is_126() {
     }
     expect_refusal(ls, &["/"], 126, &["dynamically linked"]);
 }
+}
 
-#[test]
+both_platforms! {
 fn corrupted_header_bytes() {
     // Every byte of the ELF header and of the first program headers set to
     // 0xff in turn, run natively and under the sentry. The sentry may be
@@ -353,6 +370,7 @@ fn corrupted_header_bytes() {
     eprintln!("corrupted headers: {refused} refused, {ran} ran");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+}
 
 // ---------------------------------------------------------------------------
 // Bad command lines
@@ -366,7 +384,7 @@ fn sentry_cmd(args: &[&str]) -> Output {
     out
 }
 
-#[test]
+both_platforms! {
 fn no_program_is_usage_error_2() {
     for args in [&["run"][..], &["run", "--"], &["run", "--cpus", "2"], &[]] {
         let out = sentry_cmd(args);
@@ -385,8 +403,9 @@ fn no_program_is_usage_error_2() {
         out.describe()
     );
 }
+}
 
-#[test]
+both_platforms! {
 fn bad_options_are_usage_errors() {
     for (args, code, word) in [
         (
@@ -417,8 +436,9 @@ fn bad_options_are_usage_errors() {
         );
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn help_and_syscalls_subcommands() {
     let out = sentry_cmd(&["--help"]);
     assert_eq!(out.code(), 0);
@@ -426,4 +446,5 @@ fn help_and_syscalls_subcommands() {
     let out = sentry_cmd(&["syscalls"]);
     assert_eq!(out.code(), 0);
     assert!(out.stdout_str().contains("getpid"), "{}", out.describe());
+}
 }

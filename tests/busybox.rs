@@ -4,6 +4,7 @@
 //! `sentry run --`, and compares stdout and the exit code. Tests print a skip
 //! message and pass when /bin/busybox is not installed.
 
+#[macro_use]
 mod common;
 
 use common::{busybox, compare, run_sentry, RunOpts, TempDir};
@@ -22,14 +23,15 @@ fn lines(n: usize) -> String {
         .collect()
 }
 
-#[test]
+both_platforms! {
 fn echo_hello_world() {
     if let Some(out) = check("echo", &["echo", "hello", "world"], &RunOpts::default()) {
         assert_eq!(out, "hello world\n");
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn cat_file() {
     let dir = TempDir::new("bb-cat");
     let f = dir.write("input.txt", lines(20));
@@ -38,8 +40,9 @@ fn cat_file() {
         assert_eq!(out, lines(20));
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn cat_large_file() {
     // Bigger than any single read or pipe buffer: exercises partial writes.
     let dir = TempDir::new("bb-cat-large");
@@ -52,8 +55,9 @@ fn cat_large_file() {
         assert!(s.stdout == data, "cat of a 3 MB file changed its bytes");
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn wc_file() {
     let dir = TempDir::new("bb-wc");
     let f = dir.write("input.txt", lines(57));
@@ -63,8 +67,9 @@ fn wc_file() {
         assert!(out.contains(f), "{out}");
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn head_n_3() {
     let dir = TempDir::new("bb-head");
     let f = dir.write("input.txt", lines(10));
@@ -76,8 +81,9 @@ fn head_n_3() {
         assert_eq!(out, lines(3));
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn sort_stdin() {
     let input = b"pear\napple\nzucchini\nbanana\napple\nCherry\n";
     let opts = RunOpts {
@@ -88,8 +94,9 @@ fn sort_stdin() {
         assert_eq!(out, "Cherry\napple\napple\nbanana\npear\nzucchini\n");
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn sort_large_stdin() {
     // More input than one pipe buffer holds.
     let input: String = (0..20000u32)
@@ -103,8 +110,9 @@ fn sort_large_stdin() {
         assert_eq!(out.lines().count(), 20000);
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn md5sum_file() {
     let dir = TempDir::new("bb-md5");
     let f = dir.write("data.txt", "The quick brown fox jumps over the lazy dog");
@@ -113,8 +121,9 @@ fn md5sum_file() {
         assert_eq!(out, format!("9e107d9d372bb6826bd81d3542a419d6  {f}\n"));
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn sha256sum_stdin() {
     let opts = RunOpts {
         stdin: Some(b"abc"),
@@ -127,15 +136,17 @@ fn sha256sum_stdin() {
         );
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn ls_root() {
     if let Some(out) = check("ls /", &["ls", "/"], &RunOpts::default()) {
         assert!(out.lines().any(|l| l == "bin"), "{out}");
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn ls_long_temp_dir() {
     let dir = TempDir::new("bb-ls");
     dir.write("a.txt", "aaa");
@@ -149,15 +160,17 @@ fn ls_long_temp_dir() {
         assert!(out.contains("a.txt") && out.contains("sub"), "{out}");
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn uname_a() {
     if let Some(out) = check("uname -a", &["uname", "-a"], &RunOpts::default()) {
         assert!(out.contains("x86_64"), "{out}");
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn sh_pid_is_1_and_exit_7() {
     let Some(bb) = busybox("sh echo $$") else {
         return;
@@ -170,15 +183,17 @@ fn sh_pid_is_1_and_exit_7() {
     let n = common::run_native(&bb, &args, &RunOpts::default());
     assert_eq!(n.code(), 7);
 }
+}
 
-#[test]
+both_platforms! {
 fn sh_exit_3() {
     if let Some(out) = check("sh exit 3", &["sh", "-c", "exit 3"], &RunOpts::default()) {
         assert_eq!(out, "");
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn sh_builtins() {
     let script = "x=1; for i in 1 2 3 4 5; do x=$((x*2)); done; echo x=$x; \
                   if [ -d / ] && [ ! -e /nonexistent ]; then echo tests-ok; fi; \
@@ -189,22 +204,25 @@ fn sh_builtins() {
         assert_eq!(out, "x=32\ntests-ok\nabc-42\n/usr\n");
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn true_exits_0() {
     if let Some(out) = check("true", &["true"], &RunOpts::default()) {
         assert_eq!(out, "");
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn false_exits_1() {
     let Some(bb) = busybox("false") else { return };
     let (_, s) = compare(&bb, &["false"], &RunOpts::default());
     assert_eq!(s.code(), 1);
 }
+}
 
-#[test]
+both_platforms! {
 fn seq_and_tr() {
     check("seq", &["seq", "1", "3", "1000"], &RunOpts::default());
     let opts = RunOpts {
@@ -215,8 +233,9 @@ fn seq_and_tr() {
         assert_eq!(out, "HELLO, SANDBOX!\n");
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn pwd_in_cwd_and_env() {
     let dir = TempDir::new("bb-pwd");
     let opts = RunOpts {
@@ -234,8 +253,9 @@ fn pwd_in_cwd_and_env() {
         );
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn missing_file_error() {
     // The applet's own error path: stderr message and exit 1.
     let Some(bb) = busybox("cat missing") else {
@@ -249,8 +269,9 @@ fn missing_file_error() {
         s.describe()
     );
 }
+}
 
-#[test]
+both_platforms! {
 fn sentry_options() {
     // The same applet with each run option gives the same result.
     let Some(bb) = busybox("sentry options") else {
@@ -271,8 +292,9 @@ fn sentry_options() {
         assert_eq!(s.code(), 0, "{flags:?}: {}", s.describe());
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn strace_option_traces_syscalls() {
     let Some(bb) = busybox("--strace") else {
         return;
@@ -289,4 +311,5 @@ fn strace_option_traces_syscalls() {
         err.contains("write") && err.contains("exit_group"),
         "--strace should log the guest's syscalls on stderr:\n{err}"
     );
+}
 }

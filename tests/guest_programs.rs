@@ -7,6 +7,7 @@
 //! the sentry's stdout and exit code with a native run of the same binary
 //! wherever the output is deterministic.
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -66,22 +67,25 @@ fn args_env_case(flavor: Flavor) {
     assert!(out.contains("[EMPTY=]"), "{out}");
 }
 
-#[test]
+both_platforms! {
 fn args_and_env_static() {
     args_env_case(Flavor::Static);
 }
+}
 
-#[test]
+both_platforms! {
 fn args_and_env_static_pie() {
     args_env_case(Flavor::StaticPie);
 }
+}
 
-#[test]
+both_platforms! {
 fn args_and_env_musl() {
     args_env_case(Flavor::Musl);
 }
+}
 
-#[test]
+both_platforms! {
 fn many_and_long_arguments() {
     let dir = TempDir::new("args-many");
     let bin = compile_static(&dir, "args_env.c");
@@ -94,6 +98,7 @@ fn many_and_long_arguments() {
     let (_, s) = compare(&bin, &args, &o);
     assert_verdict("args_env", &s);
     assert!(s.stdout_str().contains("argc=2002\n"));
+}
 }
 
 // ---------------------------------------------------------------------------
@@ -121,22 +126,25 @@ fn auxv_case(flavor: Flavor) {
     assert!(out.contains(&format!("e_type={want_type}\n")), "{out}");
 }
 
-#[test]
+both_platforms! {
 fn auxv_static() {
     auxv_case(Flavor::Static);
 }
+}
 
-#[test]
+both_platforms! {
 fn auxv_static_pie() {
     auxv_case(Flavor::StaticPie);
 }
+}
 
-#[test]
+both_platforms! {
 fn auxv_musl() {
     auxv_case(Flavor::Musl);
 }
+}
 
-#[test]
+both_platforms! {
 fn auxv_execfn_via_path_lookup() {
     // Started by name through $PATH, AT_EXECFN is the path found.
     let dir = TempDir::new("auxv-path");
@@ -164,6 +172,7 @@ fn auxv_execfn_via_path_lookup() {
     );
     assert!(out.contains("auxv: ok"), "{}", s.describe());
 }
+}
 
 // ---------------------------------------------------------------------------
 // memory
@@ -177,22 +186,25 @@ fn memory_case(flavor: Flavor) {
     assert_verdict("memory", &s);
 }
 
-#[test]
+both_platforms! {
 fn memory_static() {
     memory_case(Flavor::Static);
 }
+}
 
-#[test]
+both_platforms! {
 fn memory_static_pie() {
     memory_case(Flavor::StaticPie);
 }
+}
 
-#[test]
+both_platforms! {
 fn memory_musl() {
     memory_case(Flavor::Musl);
 }
+}
 
-#[test]
+both_platforms! {
 fn write_to_read_only_page_is_sigsegv() {
     let dir = TempDir::new("mprotect-fault");
     let bin = compile_static(&dir, "memory.c");
@@ -200,6 +212,7 @@ fn write_to_read_only_page_is_sigsegv() {
     assert_eq!(n.code(), 139);
     assert_eq!(s.code(), 139, "{}", s.describe());
     assert_eq!(s.stdout_str(), "writing to a read-only page\n");
+}
 }
 
 // ---------------------------------------------------------------------------
@@ -221,7 +234,7 @@ fn make_files_dir(dir: &TempDir) -> PathBuf {
     root
 }
 
-#[test]
+both_platforms! {
 fn file_io_and_directories() {
     let dir = TempDir::new("files");
     let bin = compile_static(&dir, "files.c");
@@ -239,8 +252,9 @@ fn file_io_and_directories() {
     );
     assert!(out.contains("  link (lnk)\n"), "{out}");
 }
+}
 
-#[test]
+both_platforms! {
 fn file_io_musl() {
     let dir = TempDir::new("files-musl");
     let Some(bin) = compile(&dir, "files.c", Flavor::Musl) else {
@@ -250,8 +264,9 @@ fn file_io_musl() {
     let (_, s) = compare(&bin, &[root.to_str().unwrap()], &opts());
     assert_verdict("files", &s);
 }
+}
 
-#[test]
+both_platforms! {
 fn relative_paths_use_the_sentrys_working_directory() {
     // The guest starts in the sentry's cwd: a relative DIR argument works.
     let dir = TempDir::new("files-rel");
@@ -264,8 +279,9 @@ fn relative_paths_use_the_sentrys_working_directory() {
     let (_, s) = compare(&bin, &["tree"], &o);
     assert_verdict("files", &s);
 }
+}
 
-#[test]
+both_platforms! {
 fn writes_to_the_host_filesystem_get_erofs() {
     let dir = TempDir::new("erofs");
     let bin = compile_static(&dir, "erofs.c");
@@ -305,11 +321,12 @@ fn writes_to_the_host_filesystem_get_erofs() {
     );
     assert!(!newfile.exists(), "the sandbox created a host file");
 }
+}
 
 // ---------------------------------------------------------------------------
 // time, randomness, uname, ids
 
-#[test]
+both_platforms! {
 fn clocks_and_sleep() {
     let dir = TempDir::new("time");
     let bin = compile_static(&dir, "misc.c");
@@ -317,16 +334,18 @@ fn clocks_and_sleep() {
     assert_verdict("time", &s);
     assert!(s.stdout_str().contains("nanosleep(50ms) returned 0\n"));
 }
+}
 
-#[test]
+both_platforms! {
 fn getrandom_works() {
     let dir = TempDir::new("random");
     let bin = compile_static(&dir, "misc.c");
     let (_, s) = compare(&bin, &["random"], &opts());
     assert_verdict("random", &s);
 }
+}
 
-#[test]
+both_platforms! {
 fn uname_matches_native() {
     let dir = TempDir::new("uname");
     let bin = compile_static(&dir, "misc.c");
@@ -342,8 +361,9 @@ fn uname_matches_native() {
         s.describe()
     );
 }
+}
 
-#[test]
+both_platforms! {
 fn guest_is_pid_1() {
     let dir = TempDir::new("ids");
     let bin = compile_static(&dir, "misc.c");
@@ -362,11 +382,12 @@ fn guest_is_pid_1() {
     };
     assert_eq!(ids(&out), ids(&n.stdout_str()));
 }
+}
 
 // ---------------------------------------------------------------------------
 // exit status
 
-#[test]
+both_platforms! {
 fn exit_status_is_passed_through() {
     let dir = TempDir::new("exit");
     let bin = compile_static(&dir, "misc.c");
@@ -387,8 +408,9 @@ fn exit_status_is_passed_through() {
         }
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn null_dereference_is_sigsegv_139() {
     let dir = TempDir::new("null");
     let bin = compile_static(&dir, "misc.c");
@@ -397,8 +419,9 @@ fn null_dereference_is_sigsegv_139() {
     assert_eq!(s.code(), 139, "{}", s.describe());
     assert_eq!(s.stdout_str(), "dereferencing NULL\n");
 }
+}
 
-#[test]
+both_platforms! {
 fn unknown_syscall_is_enosys_and_guest_continues() {
     let dir = TempDir::new("enosys");
     let bin = compile_static(&dir, "misc.c");
@@ -407,6 +430,7 @@ fn unknown_syscall_is_enosys_and_guest_continues() {
     let out = s.stdout_str();
     assert!(out.contains("syscall(999) = -1 errno=ENOSYS\n"), "{out}");
     assert!(out.contains("getpid still works: yes\n"), "{out}");
+}
 }
 
 // ---------------------------------------------------------------------------
@@ -427,17 +451,20 @@ fn killed_while_running(sig: i32) {
     assert!(!stderr.contains("panicked at"), "{stderr}");
 }
 
-#[test]
+both_platforms! {
 fn sigkill_of_the_sentry_leaves_no_processes() {
     killed_while_running(libc::SIGKILL);
 }
+}
 
-#[test]
+both_platforms! {
 fn sigterm_of_the_sentry_leaves_no_processes() {
     killed_while_running(libc::SIGTERM);
 }
+}
 
-#[test]
+both_platforms! {
 fn sigint_of_the_sentry_leaves_no_processes() {
     killed_while_running(libc::SIGINT);
+}
 }

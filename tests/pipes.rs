@@ -1,11 +1,12 @@
 //! Pipes, eventfds, poll and select served inside the sentry: blocking
 //! parks the task instead of holding a worker.
 
+#[macro_use]
 mod common;
 
 use common::{busybox, compare, compile_static, run_sentry, RunOpts, TempDir};
 
-#[test]
+both_platforms! {
 fn pipes_eventfd_poll_select_match_native() {
     let dir = TempDir::new("pipes");
     let prog = compile_static(&dir, "pipes.c");
@@ -28,8 +29,9 @@ fn pipes_eventfd_poll_select_match_native() {
         assert!(out.contains("epipe: -1 EPIPE\n"), "{out}");
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn busybox_read_builtin_from_a_pipe() {
     let Some(bb) = busybox("sh read") else { return };
     let opts = RunOpts {
@@ -39,4 +41,5 @@ fn busybox_read_builtin_from_a_pipe() {
     let out = run_sentry(&bb, &["sh", "-c", "read x; echo got $x"], &opts);
     assert_eq!(out.code(), 0, "{}", out.describe());
     assert_eq!(out.stdout_str(), "got hello\n", "{}", out.describe());
+}
 }

@@ -2,6 +2,7 @@
 //! #! scripts, close-on-exec), wait4/waitid with exit statuses, and busybox
 //! shell pipelines and subshells, all compared with native runs.
 
+#[macro_use]
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
@@ -15,7 +16,7 @@ fn opts(env: Vec<(String, String)>) -> RunOpts<'static> {
     }
 }
 
-#[test]
+both_platforms! {
 fn fork_exec_wait_chain_of_depth_five_passes_exit_codes_back() {
     let dir = TempDir::new("proc-chain");
     let prog = compile_static(&dir, "fork_chain.c");
@@ -23,8 +24,9 @@ fn fork_exec_wait_chain_of_depth_five_passes_exit_codes_back() {
     assert_eq!(native.code(), 5);
     assert_eq!(sandboxed.code(), 5);
 }
+}
 
-#[test]
+both_platforms! {
 fn fork_copies_memory_and_wait_reports_statuses() {
     let dir = TempDir::new("proc-fork");
     let prog = compile_static(&dir, "fork_memory.c");
@@ -33,6 +35,7 @@ fn fork_copies_memory_and_wait_reports_statuses() {
     assert!(sandboxed
         .stdout_str()
         .contains("segfaulting child: signaled=1 sig=11"));
+}
 }
 
 /// A directory of busybox applet links, so a shell finds static programs
@@ -59,7 +62,7 @@ fn shell(dir: &TempDir, script: &str) -> Option<(common::Output, common::Output)
     ))
 }
 
-#[test]
+both_platforms! {
 fn shell_pipeline_subshell_and_status() {
     let dir = TempDir::new("proc-sh1");
     let Some((_, out)) = shell(&dir, "echo a | tr a b; (exit 3); echo $?") else {
@@ -67,8 +70,9 @@ fn shell_pipeline_subshell_and_status() {
     };
     assert_eq!(out.stdout_str(), "b\n3\n");
 }
+}
 
-#[test]
+both_platforms! {
 fn shell_loop_into_a_pipe() {
     let dir = TempDir::new("proc-sh2");
     let Some((_, out)) = shell(&dir, "for i in 1 2 3; do echo $i; done | wc -l") else {
@@ -76,8 +80,9 @@ fn shell_loop_into_a_pipe() {
     };
     assert_eq!(out.stdout_str().trim(), "3");
 }
+}
 
-#[test]
+both_platforms! {
 fn shell_command_substitution_and_nested_shells() {
     let dir = TempDir::new("proc-sh3");
     let script =
@@ -87,8 +92,9 @@ fn shell_command_substitution_and_nested_shells() {
     };
     assert_eq!(out.stdout_str(), "INNER\n4\n3\n");
 }
+}
 
-#[test]
+both_platforms! {
 fn exec_runs_hashbang_scripts() {
     let dir = TempDir::new("proc-script");
     let Some(path) = applet_path(&dir) else {
@@ -104,8 +110,9 @@ fn exec_runs_hashbang_scripts() {
     let (_, out) = compare(&bb, &["sh", "-c", &cmd], &opts(vec![("PATH".into(), path)]));
     assert_eq!(out.stdout_str(), "script says hi\nstatus 6\n");
 }
+}
 
-#[test]
+both_platforms! {
 fn stub_killed_from_outside_ends_the_sentry_cleanly() {
     // kill -9 of the guest's stub process: the sentry reports it and exits
     // 137 at once, even though the guest's only thread is parked in a sleep.
@@ -123,6 +130,7 @@ fn stub_killed_from_outside_ends_the_sentry_cleanly() {
     let (status, err) = bg.wait();
     assert_eq!(status.code(), Some(137), "{err}");
     assert!(err.contains("died unexpectedly"), "{err}");
+}
 }
 
 /// PIDs whose parent is `pid`, from /proc.
@@ -150,7 +158,7 @@ fn children_of(pid: i32) -> Vec<i32> {
     out
 }
 
-#[test]
+both_platforms! {
 fn signal_handlers_match_native() {
     // SA_SIGINFO, rt_sigreturn restoring general and FP registers, masks,
     // SA_RESTART versus EINTR, SA_RESETHAND, sigsuspend, faults caught by
@@ -167,8 +175,9 @@ fn signal_handlers_match_native() {
         assert_eq!(sandboxed.code(), 0);
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn guest_null_dereference_exits_139() {
     let dir = TempDir::new("proc-segv");
     let src = dir.write(
@@ -187,8 +196,9 @@ fn guest_null_dereference_exits_139() {
     let out = common::run_sentry(&bin, &[] as &[&str], &RunOpts::default());
     assert_eq!(out.code(), 139, "{}", out.describe());
 }
+}
 
-#[test]
+both_platforms! {
 fn sigint_to_the_sentry_reaches_a_shell_trap() {
     // Ctrl-C sent to `sentry` is forwarded to the guest's init, whose trap runs.
     let Some(bb) = common::busybox("sigint_trap") else {
@@ -207,8 +217,9 @@ fn sigint_to_the_sentry_reaches_a_shell_trap() {
     let (status, err) = bg.wait();
     assert_eq!(status.code(), Some(3), "{err}");
 }
+}
 
-#[test]
+both_platforms! {
 fn process_groups_and_sessions_match_native() {
     let dir = TempDir::new("proc-pgrp");
     let prog = compile_static(&dir, "pgrp.c");
@@ -218,8 +229,9 @@ fn process_groups_and_sessions_match_native() {
         .stdout_str()
         .contains("setsid as group leader: -1 EPERM"));
 }
+}
 
-#[test]
+both_platforms! {
 fn writing_to_a_pipe_without_readers_raises_sigpipe() {
     let dir = TempDir::new("proc-sigpipe");
     let prog = compile_static(&dir, "sigpipe.c");
@@ -229,32 +241,36 @@ fn writing_to_a_pipe_without_readers_raises_sigpipe() {
         "handled: r=-1 epipe=1 got=13\ndefault: signaled=1 sig=13\n"
     );
 }
+}
 
-#[test]
+both_platforms! {
 fn interval_timers_and_alarm_match_native() {
     let dir = TempDir::new("proc-itimer");
     let prog = compile_static(&dir, "itimer.c");
     let (_, sandboxed) = compare(&prog, &[] as &[&str], &RunOpts::default());
     assert_eq!(sandboxed.code(), 0);
 }
+}
 
-#[test]
+both_platforms! {
 fn job_control_stop_and_continue_match_native() {
     let dir = TempDir::new("proc-jobctl");
     let prog = compile_static(&dir, "jobctl.c");
     let (_, sandboxed) = compare(&prog, &[] as &[&str], &RunOpts::default());
     assert_eq!(sandboxed.code(), 0);
 }
+}
 
-#[test]
+both_platforms! {
 fn sigtimedwait_matches_native() {
     let dir = TempDir::new("proc-sigwait");
     let prog = compile_static(&dir, "sigwait.c");
     let (_, sandboxed) = compare(&prog, &[] as &[&str], &RunOpts::default());
     assert_eq!(sandboxed.code(), 0);
 }
+}
 
-#[test]
+both_platforms! {
 fn exec_from_a_thread_and_alternate_signal_stacks_match_native() {
     let dir = TempDir::new("proc-thread-exec");
     let prog = compile_static(&dir, "thread_exec.c");
@@ -264,11 +280,13 @@ fn exec_from_a_thread_and_alternate_signal_stacks_match_native() {
         "handler on the alternate stack: 1\nnew image: tid==pid 1\n"
     );
 }
+}
 
-#[test]
+both_platforms! {
 fn execveat_relative_to_a_directory_and_fexecve_match_native() {
     let dir = TempDir::new("proc-execveat");
     let prog = compile_static(&dir, "execveat.c");
     let (_, sandboxed) = compare(&prog, &[] as &[&str], &RunOpts::default());
     assert_eq!(sandboxed.stdout_str(), "ran via dirfd\nran via fexecve\n");
+}
 }

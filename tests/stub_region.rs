@@ -7,6 +7,7 @@
 //!
 //! Guest: tests/guests/stub_escape.c (only meaningful under the sentry).
 
+#[macro_use]
 mod common;
 
 use std::path::Path;
@@ -29,7 +30,7 @@ fn stub_escape_with(bin: &Path, mode: &str, flags: &[&str]) -> Output {
     run_sentry(bin, &[mode], &opts)
 }
 
-#[test]
+both_platforms! {
 fn scribbling_over_the_stub_page_is_repaired_by_the_next_stop() {
     // Every handoff field is written by its owner before it is read (the stub
     // rewrites its line at each stop, the sentry restores its own line on
@@ -44,8 +45,9 @@ fn scribbling_over_the_stub_page_is_repaired_by_the_next_stop() {
     );
     assert_eq!(out.code(), 0, "{}", out.describe());
 }
+}
 
-#[test]
+both_platforms! {
 fn scribbling_never_hangs_or_breaks_the_sentry() {
     // With the worker sleeping instead of spinning (--no-spin) and a single
     // worker, a stub that cannot ring its (scribbled) doorbell must not hang
@@ -67,8 +69,9 @@ fn scribbling_never_hangs_or_breaks_the_sentry() {
         }
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn scribbling_over_the_doorbells_does_not_break_the_sentry() {
     // The doorbells are shared by every stub and the sentry. Whether the
     // guest is stopped or carries on, the sentry must stay sane (checked
@@ -85,8 +88,9 @@ fn scribbling_over_the_doorbells_does_not_break_the_sentry() {
         assert!(out.stderr_str().contains("sentry:"), "{}", out.describe());
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn the_stub_region_cannot_be_mapped_or_changed() {
     let out = stub_escape("mmap");
     let text = out.stdout_str();
@@ -127,8 +131,9 @@ fn the_stub_region_cannot_be_mapped_or_changed() {
     assert!(text.ends_with("stub region intact\n"), "{}", out.describe());
     assert_eq!(out.code(), 0, "{}", out.describe());
 }
+}
 
-#[test]
+both_platforms! {
 fn mmap_fixed_at_guest_end_fails_with_an_error() {
     // The brief's case on its own: the errno must be a refusal.
     let out = stub_escape("mmap");
@@ -146,8 +151,9 @@ fn mmap_fixed_at_guest_end_fails_with_an_error() {
         out.describe()
     );
 }
+}
 
-#[test]
+both_platforms! {
 fn writing_the_stub_code_is_sigsegv() {
     let out = stub_escape("write-code");
     assert_eq!(
@@ -157,4 +163,5 @@ fn writing_the_stub_code_is_sigsegv() {
         out.describe()
     );
     assert_eq!(out.code(), 139, "{}", out.describe());
+}
 }

@@ -2,6 +2,7 @@
 //! two CPUs, futex waits that never hold a worker, what programs see of the
 //! CPUs, and CPU-time accounting.
 
+#[macro_use]
 mod common;
 
 use common::{compile_static, run_sentry, RunOpts, TempDir};
@@ -13,7 +14,7 @@ fn opts(flags: &[&str]) -> RunOpts<'static> {
     }
 }
 
-#[test]
+both_platforms! {
 fn mutex_counter_is_exact_on_one_and_two_cpus() {
     let dir = TempDir::new("threads-mutex");
     let prog = compile_static(&dir, "pthread_mutex.c");
@@ -27,8 +28,9 @@ fn mutex_counter_is_exact_on_one_and_two_cpus() {
         );
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn condition_variable_handoff_keeps_its_order() {
     let dir = TempDir::new("threads-condvar");
     let prog = compile_static(&dir, "condvar_order.c");
@@ -41,8 +43,9 @@ fn condition_variable_handoff_keeps_its_order() {
         );
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn sixteen_futex_waiters_on_one_worker_complete() {
     // Blocking never holds a worker: with one worker, 16 threads parked in
     // FUTEX_WAIT are woken one by one, in order.
@@ -52,8 +55,9 @@ fn sixteen_futex_waiters_on_one_worker_complete() {
     assert_eq!(out.code(), 0, "{}", out.describe());
     assert_eq!(out.stdout_str(), "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 \n");
 }
+}
 
-#[test]
+both_platforms! {
 fn cpu_count_follows_cpus_and_getcpu_stays_inside() {
     let dir = TempDir::new("threads-cpus");
     let prog = compile_static(&dir, "cpus.c");
@@ -79,8 +83,9 @@ fn cpu_count_follows_cpus_and_getcpu_stays_inside() {
         out.describe()
     );
 }
+}
 
-#[test]
+both_platforms! {
 fn busybox_nproc_sees_cpus() {
     let Some(bb) = common::busybox("busybox_nproc_sees_cpus") else {
         return;
@@ -91,6 +96,7 @@ fn busybox_nproc_sees_cpus() {
         assert_eq!(out.stdout_str().trim(), n);
     }
 }
+}
 
 fn field(line: &str, name: &str) -> i64 {
     line.split_whitespace()
@@ -99,7 +105,7 @@ fn field(line: &str, name: &str) -> i64 {
         .unwrap_or_else(|| panic!("no {name} in {line:?}"))
 }
 
-#[test]
+both_platforms! {
 fn busy_guest_cpu_time_tracks_wall_time() {
     let dir = TempDir::new("threads-cputime");
     let prog = compile_static(&dir, "cputime.c");
@@ -117,8 +123,9 @@ fn busy_guest_cpu_time_tracks_wall_time() {
         );
     }
 }
+}
 
-#[test]
+both_platforms! {
 fn thread_corner_cases_match_native() {
     // Robust mutex of a dead owner, pthread_exit values, tgkill, affinity,
     // and _exit(5) from a thread while others block.
@@ -128,8 +135,9 @@ fn thread_corner_cases_match_native() {
     assert_eq!(native.code(), 5);
     assert_eq!(sandboxed.code(), 5);
 }
+}
 
-#[test]
+both_platforms! {
 fn futex_operations_match_native() {
     // Timeouts (relative and absolute), EAGAIN, bitsets, REQUEUE,
     // CMP_REQUEUE and WAKE_OP, private and shared.
@@ -140,4 +148,5 @@ fn futex_operations_match_native() {
         assert_eq!(native.code(), 0);
         assert_eq!(sandboxed.code(), 0);
     }
+}
 }

@@ -237,7 +237,11 @@ impl Kernel {
             timers: Timers::default(),
             poller,
             enosys_logged: Mutex::new(HashSet::new()),
-            spin_rounds: if config.spin { 4096 } else { 0 },
+            spin_rounds: if config.spin && platform.spin_pays() {
+                4096
+            } else {
+                0
+            },
             host_cpus: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),

@@ -241,6 +241,8 @@ extern "C" {
     static sentry_stub_restorer: u8;
     static sentry_stub_wait: u8;
     static sentry_stub_syscall_insn: u8;
+    static sentry_stub_ptrace_syscall: u8;
+    static sentry_stub_ptrace_clone: u8;
 }
 
 /// The stub code as it lies in the sentry's own text, to be copied to
@@ -274,6 +276,10 @@ pub struct Symbols {
     pub wait: u64,
     /// The command-syscall instruction (for tests of the filter).
     pub syscall_insn: u64,
+    /// ptrace platform: `syscall; int3`.
+    pub ptrace_syscall: u64,
+    /// ptrace platform: `clone` whose child becomes a stub thread.
+    pub ptrace_clone: u64,
 }
 
 /// The stub's symbols at their addresses in a stub process.
@@ -284,17 +290,22 @@ pub fn symbols() -> Symbols {
         restorer: STUB_CODE + offset_of_symbol(core::ptr::addr_of!(sentry_stub_restorer)),
         wait: STUB_CODE + offset_of_symbol(core::ptr::addr_of!(sentry_stub_wait)),
         syscall_insn: STUB_CODE + offset_of_symbol(core::ptr::addr_of!(sentry_stub_syscall_insn)),
+        ptrace_syscall: STUB_CODE
+            + offset_of_symbol(core::ptr::addr_of!(sentry_stub_ptrace_syscall)),
+        ptrace_clone: STUB_CODE + offset_of_symbol(core::ptr::addr_of!(sentry_stub_ptrace_clone)),
     }
 }
 
 /// Symbol names and `(offset, size)` in the code, for perf maps.
-pub fn symbol_table() -> [(&'static str, u64); 5] {
+pub fn symbol_table() -> [(&'static str, u64); 7] {
     let s = symbols();
     [
         ("sentry_stub_init", s.init - STUB_CODE),
         ("sentry_stub_handler", s.handler - STUB_CODE),
         ("sentry_stub_wait", s.wait - STUB_CODE),
         ("sentry_stub_command", s.syscall_insn - STUB_CODE),
+        ("sentry_stub_ptrace_syscall", s.ptrace_syscall - STUB_CODE),
+        ("sentry_stub_ptrace_clone", s.ptrace_clone - STUB_CODE),
         ("sentry_stub_restorer", s.restorer - STUB_CODE),
     ]
 }

@@ -1,12 +1,14 @@
 //! The sentry's platforms: how guest code runs and how its syscalls reach the
 //! kernel. [`platform`] is the interface the kernel sees; [`systrap`] is the
-//! seccomp-SIGSYS implementation; [`memfile`] holds guest memory; [`bpf`]
+//! seccomp-SIGSYS implementation; [`ptrace`] runs the same stubs under
+//! `PTRACE_SYSEMU`; [`memfile`] holds guest memory; [`bpf`]
 //! builds the stub's seccomp filter.
 
 pub mod bpf;
 pub mod host;
 pub mod memfile;
 pub mod platform;
+pub mod ptrace;
 pub mod sys;
 pub mod systrap;
 

@@ -275,4 +275,10 @@ pub trait Platform: Send + Sync {
     fn set_death_hook(&self, hook: Box<dyn Fn() + Send + Sync>);
     /// Spin budget in the stub and the sentry (0 turns spinning off).
     fn set_spin(&self, iters: u32);
+    /// Whether a worker waiting for a stop should spin at all: false where
+    /// every stop costs a host context switch anyway (ptrace), so a spinning
+    /// worker would only take the CPU the stop needs.
+    fn spin_pays(&self) -> bool {
+        true
+    }
 }

@@ -31,6 +31,58 @@ pub fn sentry() -> &'static str {
     env!("CARGO_BIN_EXE_sentry")
 }
 
+/// The platforms every sandboxed test runs on.
+pub const PLATFORMS: [&str; 2] = ["systrap", "ptrace"];
+
+thread_local! {
+    static PLATFORM: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
+}
+
+/// The platform the current test runs the sentry on (`--platform`): the one
+/// [`both_platforms!`] chose, else `$SENTRY_TEST_PLATFORM`, else systrap.
+pub fn platform() -> &'static str {
+    PLATFORM.with(|p| p.get()).unwrap_or_else(|| {
+        match std::env::var("SENTRY_TEST_PLATFORM").as_deref() {
+            Ok("ptrace") => "ptrace",
+            _ => "systrap",
+        }
+    })
+}
+
+/// Runs `f` with sandboxed runs on `platform`.
+pub fn with_platform<R>(platform: &'static str, f: impl FnOnce() -> R) -> R {
+    PLATFORM.with(|p| p.set(Some(platform)));
+    let r = f();
+    PLATFORM.with(|p| p.set(None));
+    r
+}
+
+/// Defines a test whose body runs once per platform: `name::systrap` and
+/// `name::ptrace`, so a behaviour difference between them fails a test.
+#[macro_export]
+macro_rules! both_platforms {
+    ($(#[$attr:meta])* fn $name:ident() $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn body() $body
+
+            #[test]
+            $(#[$attr])*
+            fn systrap() {
+                $crate::common::with_platform("systrap", body)
+            }
+
+            #[test]
+            $(#[$attr])*
+            fn ptrace() {
+                $crate::common::with_platform("ptrace", body)
+            }
+        }
+    };
+}
+
 /// Where the C guests live.
 pub fn guest_source(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -426,7 +478,15 @@ pub fn run_native<S: AsRef<OsStr>>(program: &Path, args: &[S], opts: &RunOpts) -
 /// left behind and that the sentry did not panic.
 pub fn run_sentry<S: AsRef<OsStr>>(program: &Path, args: &[S], opts: &RunOpts) -> Output {
     let mut c = base_command(sentry(), opts.cwd);
-    c.arg("run").args(&opts.sentry_flags).arg("--").arg(program);
+    c.arg("run");
+    if !opts
+        .sentry_flags
+        .iter()
+        .any(|f| f.starts_with("--platform"))
+    {
+        c.args(["--platform", platform()]);
+    }
+    c.args(&opts.sentry_flags).arg("--").arg(program);
     c.args(args);
     c.envs(opts.env.iter().map(|(k, v)| (k, v)));
     let what = format!("{c:?}");
@@ -694,7 +754,11 @@ impl Drop for Background {
 /// Starts `sentry run -- program args` in the background with stdout piped.
 pub fn spawn_sentry<S: AsRef<OsStr>>(program: &Path, args: &[S]) -> Background {
     let mut c = base_command(sentry(), None);
-    c.arg("run").arg("--").arg(program).args(args);
+    c.arg("run")
+        .args(["--platform", platform()])
+        .arg("--")
+        .arg(program)
+        .args(args);
     c.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -18,7 +18,7 @@
 //! arch_prctl, clone of a new stub thread) run in the stopped thread itself:
 //! the sentry writes `CMD_*` and waits for `CMD_DONE` on the same word.
 
-mod spawn;
+pub(crate) mod spawn;
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -64,7 +64,7 @@ const COMMAND_DEADLINE: Duration = Duration::from_secs(10);
 const DEFAULT_SPIN: u32 = 20_000;
 
 /// The sandbox-wide doorbell page, shared by every stub and the sentry.
-struct Doorbells {
+pub(crate) struct Doorbells {
     fd: OwnedFd,
     map: MmapRaw,
 }
@@ -78,7 +78,7 @@ impl Doorbells {
         Ok(Doorbells { fd, map })
     }
 
-    fn get(&self, index: usize) -> &Doorbell {
+    pub(crate) fn get(&self, index: usize) -> &Doorbell {
         assert!(index < MAX_WORKERS);
         // SAFETY: 1. index < MAX_WORKERS so the 64-byte line lies inside the
         // mapping; 2. Doorbell is two atomics (align 64, the mapping is page
@@ -88,9 +88,9 @@ impl Doorbells {
 }
 
 /// A worker's doorbell, as a [`WorkerBell`].
-struct Bell {
-    doorbells: Arc<Doorbells>,
-    index: usize,
+pub(crate) struct Bell {
+    pub(crate) doorbells: Arc<Doorbells>,
+    pub(crate) index: usize,
 }
 
 impl WorkerBell for Bell {
@@ -118,12 +118,12 @@ impl WorkerBell for Bell {
 }
 
 /// Shared state of the platform, also reachable from its stub processes.
-struct Shared {
-    memfile: Arc<MemoryFile>,
-    doorbells: Arc<Doorbells>,
+pub(crate) struct Shared {
+    pub(crate) memfile: Arc<MemoryFile>,
+    pub(crate) doorbells: Arc<Doorbells>,
     filter: Vec<SockFilter>,
-    spin: AtomicU32,
-    death_hook: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+    pub(crate) spin: AtomicU32,
+    pub(crate) death_hook: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
     reaper: spawn::Reaper,
 }
 
@@ -136,7 +136,7 @@ static RESERVATION: OnceLock<Result<(), String>> = OnceLock::new();
 
 /// Keeps the stub region free in the sentry's own address space, so that
 /// forked stubs can map there and nothing of the sentry is in the way.
-fn reserve_stub_region() -> Result<(), PlatformError> {
+pub(crate) fn reserve_stub_region() -> Result<(), PlatformError> {
     RESERVATION
         .get_or_init(|| {
             let len = STUB_SLOTS + MAX_SLOTS * SLOT_SIZE - STUB_CODE;
@@ -171,23 +171,43 @@ fn reserve_stub_region() -> Result<(), PlatformError> {
 impl Systrap {
     /// Sets up the memory file, doorbells and filter; spawns nothing yet.
     pub fn new() -> Result<Systrap, PlatformError> {
+        Ok(Systrap {
+            shared: Shared::new()?,
+        })
+    }
+}
+
+impl Shared {
+    /// Worker `index`'s doorbell.
+    pub(crate) fn bell(&self, index: usize) -> Arc<dyn WorkerBell> {
+        Arc::new(Bell {
+            doorbells: self.doorbells.clone(),
+            index,
+        })
+    }
+
+    pub(crate) fn set_death_hook(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        *self.death_hook.lock() = Some(Arc::from(hook));
+    }
+
+    /// The memory file, doorbells, filter and reaper every platform that
+    /// runs stub processes needs.
+    pub(crate) fn new() -> Result<Arc<Shared>, PlatformError> {
         reserve_stub_region()?;
-        let code = sentry_stubs::code();
-        if code.len() as u64 > STUB_CODE_SIZE {
+        if sentry_stubs::code().len() as u64 > STUB_CODE_SIZE {
             return Err(PlatformError::Spawn(
                 "stub code is larger than its region".into(),
             ));
         }
         let filter = bpf::stub_filter(STUB_CODE, STUB_CODE + STUB_CODE_SIZE, bpf::STUB_SYSCALLS);
-        let shared = Arc::new(Shared {
+        Ok(Arc::new(Shared {
             memfile: Arc::new(MemoryFile::new()?),
             doorbells: Arc::new(Doorbells::new()?),
             filter,
             spin: AtomicU32::new(DEFAULT_SPIN),
             death_hook: Mutex::new(None),
             reaper: spawn::Reaper::new()?,
-        });
-        Ok(Systrap { shared })
+        }))
     }
 }
 
@@ -225,14 +245,11 @@ impl Platform for Systrap {
     }
 
     fn bell(&self, index: usize) -> Arc<dyn WorkerBell> {
-        Arc::new(Bell {
-            doorbells: self.shared.doorbells.clone(),
-            index,
-        })
+        self.shared.bell(index)
     }
 
     fn set_death_hook(&self, hook: Box<dyn Fn() + Send + Sync>) {
-        *self.shared.death_hook.lock() = Some(Arc::from(hook));
+        self.shared.set_death_hook(hook)
     }
 
     fn set_spin(&self, iters: u32) {
@@ -242,7 +259,7 @@ impl Platform for Systrap {
 
 /// A stub process: one guest address space.
 pub(crate) struct StubProcess {
-    pid: i32,
+    pub(crate) pid: i32,
     pidfd: OwnedFd,
     shared: Arc<Shared>,
     slots: MmapRaw,
@@ -254,7 +271,7 @@ pub(crate) struct StubProcess {
 }
 
 impl StubProcess {
-    fn page(&self, slot: u64) -> &StubPage {
+    pub(crate) fn page(&self, slot: u64) -> &StubPage {
         assert!(slot < MAX_SLOTS);
         // SAFETY: 1. the slot mapping is MAX_SLOTS * SLOT_SIZE bytes and slot is
         // in range; 2. StubPage is made of atomics (plus padding the sentry never
@@ -391,11 +408,11 @@ impl StubProcess {
         }
     }
 
-    fn kill_now(&self) {
+    pub(crate) fn kill_now(&self) {
         self.send(libc::SIGKILL);
     }
 
-    fn send(&self, signo: i32) {
+    pub(crate) fn send(&self, signo: i32) {
         // SAFETY: pidfd_send_signal on our own pidfd; no pointers passed.
         unsafe {
             libc::syscall(
@@ -408,7 +425,7 @@ impl StubProcess {
         }
     }
 
-    fn alloc_slot(&self) -> Result<(u64, bool), PlatformError> {
+    pub(crate) fn alloc_slot(&self) -> Result<(u64, bool), PlatformError> {
         let mut guard = self.slot_used.lock();
         let (used, mapped) = &mut *guard;
         for i in 0..*mapped {
@@ -426,7 +443,7 @@ impl StubProcess {
         Ok((i, true))
     }
 
-    fn free_slot(&self, slot: u64) {
+    pub(crate) fn free_slot(&self, slot: u64) {
         if let Some(u) = self.slot_used.lock().0.get_mut(slot as usize) {
             *u = false;
         }

@@ -182,7 +182,7 @@ fn rseq_registration() -> (u64, [u32; 2]) {
     }
 }
 
-pub(super) fn spawn(
+pub(crate) fn spawn(
     shared: &Arc<Shared>,
     worker: usize,
 ) -> Result<Arc<StubProcess>, PlatformError> {
