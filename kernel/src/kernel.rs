@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use sentry_systrap::host::Epoll;
-use sentry_systrap::{Platform, Stop, WorkerBell};
+use sentry_systrap::{Platform, SpinController, Stop, WorkerBell};
 
 use crate::errno::Errno;
 use crate::init::{
@@ -1077,26 +1077,38 @@ impl Kernel {
 
 fn worker_main(weak: Weak<Kernel>, index: usize) {
     let mut watched: Vec<Arc<Task>> = Vec::new();
+    let mut spin = SpinController::default();
     loop {
         // Hold the kernel only while awake, so dropping it ends the worker.
-        let Some(k) = weak.upgrade() else { return };
+        let Some(k) = weak.upgrade() else { break };
         let w = k.workers[index].clone();
         k.awake_workers.fetch_add(1, Ordering::Relaxed);
-        let token = serve_until_idle(&k, &w, &mut watched);
+        let token = serve_until_idle(&k, &w, &mut watched, &mut spin);
         k.awake_workers.fetch_sub(1, Ordering::Relaxed);
         drop(k);
         match token {
             Some(token) => w.bell.sleep(token, Duration::from_millis(1000)),
-            None => return,
+            None => break,
         }
+    }
+    if std::env::var_os("SENTRY_SPIN_STATS").is_some() {
+        eprintln!("sentry: worker {index} spin: {:?}", spin.stats());
     }
 }
 
-/// Serves ready and watched tasks until nothing happened for the spin budget;
-/// returns the bell token to sleep on (None: shut down).
-fn serve_until_idle(k: &Arc<Kernel>, w: &Worker, watched: &mut Vec<Arc<Task>>) -> Option<u32> {
+/// Serves ready and watched tasks until nothing happened for the spin budget
+/// (or at once when `spin` says spinning does not pay now); returns the bell
+/// token to sleep on (None: shut down).
+fn serve_until_idle(
+    k: &Arc<Kernel>,
+    w: &Worker,
+    watched: &mut Vec<Arc<Task>>,
+    spin: &mut SpinController,
+) -> Option<u32> {
     let mut idle: u32 = 0;
     let mut armed: Option<u32> = None;
+    // Whether the current idle stretch spins (decided when it starts).
+    let mut spinning = false;
     loop {
         if k.shutdown.load(Ordering::Relaxed) {
             return None;
@@ -1149,6 +1161,9 @@ fn serve_until_idle(k: &Arc<Kernel>, w: &Worker, watched: &mut Vec<Arc<Task>>) -
             i += 1;
         }
         if busy {
+            if spinning && idle > 0 && armed.is_none() {
+                spin.record(true);
+            }
             idle = 0;
             armed = None;
             continue;
@@ -1157,8 +1172,14 @@ fn serve_until_idle(k: &Arc<Kernel>, w: &Worker, watched: &mut Vec<Arc<Task>>) -
             // Nothing arrived after the bell was armed: sleep.
             return armed;
         }
+        if idle == 0 {
+            spinning = k.spin_rounds > 0 && spin.should_spin();
+        }
         idle += 1;
-        if idle >= k.spin_rounds || !k.update_spin_policy() {
+        if !spinning || idle >= k.spin_rounds || !k.update_spin_policy() {
+            if spinning && idle >= k.spin_rounds {
+                spin.record(false);
+            }
             armed = Some(w.bell.prepare());
         } else {
             std::hint::spin_loop();

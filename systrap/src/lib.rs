@@ -9,6 +9,7 @@ pub mod host;
 pub mod memfile;
 pub mod platform;
 pub mod ptrace;
+pub mod spin;
 pub mod sys;
 pub mod systrap;
 
@@ -17,3 +18,4 @@ pub use platform::{
     AddressSpace, Context, Interrupter, Platform, PlatformError, Prot, Regs, Stop, WorkerBell,
 };
 pub use sentry_stubs::{GUEST_END, MAX_WORKERS};
+pub use spin::{SpinController, SpinStats};

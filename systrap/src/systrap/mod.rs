@@ -40,6 +40,7 @@ use crate::memfile::MemoryFile;
 use crate::platform::{
     AddressSpace, Context, Interrupter, Platform, PlatformError, Prot, Regs, Stop, WorkerBell,
 };
+use crate::spin::SpinController;
 use crate::sys;
 
 /// Offsets in the kernel's `struct ucontext` (x86-64).
@@ -240,6 +241,8 @@ impl Platform for Systrap {
             frame: Frame::Started,
             running: false,
             worker: worker as u32,
+            spin: SpinController::default(),
+            last_spin: 0,
         };
         Ok(Box::new(ctx))
     }
@@ -370,15 +373,18 @@ impl StubProcess {
         Ok(page.cmd_result.load(Ordering::Relaxed))
     }
 
-    /// Stores a sentry state and wakes the stub if it sleeps.
-    fn publish(&self, page: &StubPage, state: u32) {
+    /// Stores a sentry state and wakes the stub if it sleeps; returns
+    /// whether it slept.
+    fn publish(&self, page: &StubPage, state: u32) -> bool {
         page.state.store(state, Ordering::SeqCst);
         // SeqCst store then load: pairs with the stub's store(stub_sleeping);
         // mfence; FUTEX_WAIT(state), so the stub either sees the new state or
         // we see it sleeping.
         if page.stub_sleeping.load(Ordering::SeqCst) != 0 {
             sys::futex_wake(&page.state, 1);
+            return true;
         }
+        false
     }
 
     fn await_done(&self, page: &StubPage) -> Result<(), PlatformError> {
@@ -532,6 +538,10 @@ pub struct SystrapContext {
     interrupter: Arc<ThreadInterrupter>,
     /// The doorbell this thread's stops ring.
     worker: u32,
+    /// Whether the stub spins while it waits for the sentry.
+    spin: SpinController,
+    /// The spin budget the stub's current wait runs with.
+    last_spin: u32,
 }
 
 const SIGSYS: i32 = 31;
@@ -772,10 +782,17 @@ impl Context for SystrapContext {
                 ST_ENTER
             }
         };
+        // How long the stub spins for its next result: the platform's budget
+        // while spinning pays for this thread.
+        let budget = self.proc.shared.spin.load(Ordering::Relaxed);
+        let spin = if budget > 0 && self.spin.should_spin() {
+            budget
+        } else {
+            0
+        };
         // The sentry's line: written only when it differs (the stub reads it
         // at every stop), which also repairs it if the guest scribbled on it.
-        let spin = self.proc.shared.spin.load(Ordering::Relaxed);
-        let page = self.page();
+        let page = self.proc.page(self.slot);
         if page.spin_iters.load(Ordering::Relaxed) != spin {
             page.spin_iters.store(spin, Ordering::Relaxed);
         }
@@ -783,7 +800,12 @@ impl Context for SystrapContext {
             page.worker.store(self.worker, Ordering::Relaxed);
         }
         self.running = true;
-        self.proc.publish(self.page(), state);
+        let slept = self.proc.publish(page, state);
+        // The stub's wait that ends here spun with the previous budget.
+        if state == ST_RESUME && self.last_spin > 0 {
+            self.spin.record(!slept);
+        }
+        self.last_spin = spin;
         Ok(())
     }
 
@@ -894,6 +916,8 @@ impl Context for SystrapContext {
             frame: Frame::Started,
             running: true,
             worker: worker as u32,
+            spin: SpinController::default(),
+            last_spin: 0,
         }))
     }
 
