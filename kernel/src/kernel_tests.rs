@@ -141,11 +141,21 @@ fn unpause_without_pause_panics() {
 
 #[test]
 fn paused_guests_make_no_progress() {
+    paused_guests_make_no_progress_on(platform());
+}
+
+#[test]
+fn paused_guests_make_no_progress_on_ptrace() {
+    let p = sentry_systrap::ptrace::Ptrace::new().expect("ptrace platform");
+    paused_guests_make_no_progress_on(Arc::new(p));
+}
+
+fn paused_guests_make_no_progress_on(platform: Arc<dyn Platform>) {
     let Some(bb) = busybox() else {
         eprintln!("skipped: /bin/busybox missing");
         return;
     };
-    let k = kernel();
+    let k = Kernel::init(platform, InitKernelArgs::host(1), config()).expect("init");
     let tg = k
         .create_process(args(&[bb, "sh", "-c", "while true; do :; done"]))
         .expect("create");
