@@ -595,6 +595,9 @@ impl Tracee {
         u.orig_rax = u64::MAX;
         [u.rdi, u.rsi, u.rdx, u.r10, u.r8, u.r9] = args;
         u.rip = gadget;
+        // No single-stepping (a guest may have set TF): the gadget must run
+        // straight to its int3, and a clone child must not inherit TF.
+        u.eflags &= !0x100;
         if !self.write_regs(&u) {
             return Err(PlatformError::Dead);
         }
