@@ -38,6 +38,7 @@ use crate::memfile::MemoryFile;
 use crate::platform::{
     AddressSpace, Context, Interrupter, Platform, PlatformError, Prot, Regs, Stop, WorkerBell,
 };
+use crate::sys;
 use crate::systrap::{spawn, Bell, Doorbells, Shared, StubProcess};
 
 const PTRACE_O_TRACESYSGOOD: i64 = 1;
@@ -67,40 +68,9 @@ impl Ptrace {
         shared.spin.store(0, Ordering::Relaxed);
         Ok(Ptrace {
             shared,
-            cpus: Arc::new(allowed_cpus()),
+            cpus: Arc::new(sys::allowed_cpus()),
         })
     }
-}
-
-/// The host CPUs this process may use, in order.
-fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most its size.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; pid 0 is the calling thread.
-    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
-    let cpus: Vec<usize> = if r == 0 {
-        // SAFETY: CPU_ISSET reads the set we own.
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    if cpus.is_empty() {
-        vec![0]
-    } else {
-        cpus
-    }
-}
-
-/// Pins host thread `tid` (0: the caller) to `cpu`; best effort.
-fn pin(tid: i32, cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: cpu < CPU_SETSIZE (it came from sched_getaffinity).
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: plain syscall with a valid cpu_set_t.
-    unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(&set), &set) };
 }
 
 impl Platform for Ptrace {
@@ -305,7 +275,7 @@ fn start_tracer(
     std::thread::Builder::new()
         .name(format!("tracer-{tid}"))
         .spawn(move || {
-            pin(0, cpu);
+            sys::pin(0, &[cpu]);
             let r = tracee.seize(cpu);
             let ok = r.is_ok();
             let _ = ready_tx.send(r);
@@ -335,8 +305,8 @@ fn tracer_main(mut t: Tracee, rx: mpsc::Receiver<Msg>) {
             }
             Msg::Call(f) => f(&mut t),
             Msg::Pin(cpu) => {
-                pin(0, cpu);
-                pin(t.link.tid, cpu);
+                sys::pin(0, &[cpu]);
+                sys::pin(t.link.tid, &[cpu]);
             }
             Msg::Exit => {
                 t.exit();
@@ -409,7 +379,7 @@ impl Tracee {
             )));
         }
         self.alive = true;
-        pin(tid, cpu);
+        sys::pin(tid, &[cpu]);
         if ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0) < 0 {
             return Err(PlatformError::Spawn(format!(
                 "PTRACE_INTERRUPT of stub thread {tid}: {}",

@@ -80,3 +80,37 @@ pub fn gettid() -> i32 {
     // SAFETY: gettid has no preconditions.
     unsafe { libc::gettid() }
 }
+
+/// The host CPUs this process may use, in order (the kernel pins worker `i`
+/// to the `i % n`-th of them).
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; pid 0 is the calling thread.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    let cpus: Vec<usize> = if r == 0 {
+        (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: CPU_ISSET reads the set we own.
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if cpus.is_empty() {
+        vec![0]
+    } else {
+        cpus
+    }
+}
+
+/// Restricts host thread `tid` (0: the caller) to `cpus`; best effort.
+pub fn pin(tid: i32, cpus: &[usize]) {
+    // SAFETY: cpu_set_t is plain data.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
+        // SAFETY: c < CPU_SETSIZE, so CPU_SET writes inside the set.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: plain syscall with a valid cpu_set_t.
+    unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(&set), &set) };
+}
