@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo test --workspace --quiet
-cargo bench --bench syscall --no-run --quiet
+cargo bench --no-run --quiet
