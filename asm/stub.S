@@ -70,15 +70,17 @@ sentry_stub_handler:
 /* Wait for the sentry's next command. */
     .globl sentry_stub_wait
 sentry_stub_wait:
-    movl {P_SPIN}(%r12), %ecx
+    xorl %ecx, %ecx
 1:  movl {P_STATE}(%r12), %eax
     cmpl ${ST_TRAPPED}, %eax
     je 2f
     cmpl ${ST_CMD_DONE}, %eax
     jne .Lcommand
-2:  testl %ecx, %ecx
-    jz .Lsleep
-    decl %ecx
+    /* The budget is read at every turn: the sentry lowers it to 0 to send
+     * a thread whose syscall blocks to sleep at once. */
+2:  cmpl {P_SPIN}(%r12), %ecx
+    jae .Lsleep
+    incl %ecx
     pause
     jmp 1b
 .Lsleep:
@@ -92,7 +94,7 @@ sentry_stub_wait:
     xorl %r10d, %r10d
     syscall
     movl $0, {P_STUB_SLEEPING}(%r12)
-    xorl %ecx, %ecx
+    movl $-1, %ecx                      /* woken: no more spinning */
     jmp 1b
 
 .Lcommand:

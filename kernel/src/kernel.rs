@@ -96,6 +96,8 @@ pub(crate) struct Worker {
     pub ready: Mutex<VecDeque<Arc<Task>>>,
     /// Set when `ready` may be non-empty: the worker's lock-free check.
     pub ready_hint: AtomicBool,
+    /// The worker's spin controller found that spinning does not pay now.
+    pub spin_off: AtomicBool,
 }
 
 /// The sandbox's kernel.
@@ -214,6 +216,7 @@ impl Kernel {
                     bell: platform.bell(i),
                     ready: Mutex::new(VecDeque::new()),
                     ready_hint: AtomicBool::new(false),
+                    spin_off: AtomicBool::new(false),
                 })
             })
             .collect();
@@ -511,6 +514,15 @@ impl Kernel {
     }
 
     fn enqueue(&self, task: Arc<Task>) {
+        // A task woken by a worker moves to that worker: it is awake, while
+        // the task's own worker may sleep on an idle CPU, whose wake-up costs
+        // tens of microseconds on a VM. Partners that wake each other (a
+        // pipe, a futex) so end up on one worker.
+        if let Some(me) = CURRENT_WORKER.with(|c| c.get()) {
+            if me < self.workers.len() {
+                task.worker.store(me, Ordering::Relaxed);
+            }
+        }
         let w = &self.workers[task.worker() % self.workers.len()];
         w.ready.lock().push_back(task);
         w.ready_hint.store(true, Ordering::Release);
@@ -559,7 +571,11 @@ impl Kernel {
             return false;
         }
         let demand = self.cpu_clock.running() + self.awake_workers.load(Ordering::Relaxed);
-        let want = demand <= self.host_cpus;
+        let want = demand <= self.host_cpus
+            && !self
+                .workers
+                .iter()
+                .any(|w| w.spin_off.load(Ordering::Relaxed));
         if self.spinning.load(Ordering::Relaxed) != want {
             self.spinning.store(want, Ordering::Relaxed);
             self.platform
@@ -1004,6 +1020,8 @@ impl Kernel {
             }
             Outcome::Block { deadline } => {
                 inner.blocked = true;
+                inner.ctx.will_block();
+                PARKED.with(|p| p.set(p.get() + 1));
                 drop(inner);
                 self.park(task, deadline);
                 false
@@ -1066,7 +1084,15 @@ impl Kernel {
         }
         self.mark_running(task);
         task.cpu.enter_sys();
-        let start = std::mem::replace(&mut task.inner.lock().start, Start::Running);
+        let start = {
+            let mut inner = task.inner.lock();
+            let w = task.worker() % self.workers.len();
+            if inner.worker != w {
+                inner.worker = w;
+                inner.ctx.set_worker(w);
+            }
+            std::mem::replace(&mut inner.start, Start::Running)
+        };
         match start {
             Start::Resume => self.resume(task),
             Start::Watch => true,
@@ -1075,7 +1101,15 @@ impl Kernel {
     }
 }
 
+thread_local! {
+    /// The index of the worker running on this thread, if it is one.
+    static CURRENT_WORKER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    /// Syscalls this worker parked since its loop last looked.
+    static PARKED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
 fn worker_main(weak: Weak<Kernel>, index: usize) {
+    CURRENT_WORKER.with(|c| c.set(Some(index)));
     let mut watched: Vec<Arc<Task>> = Vec::new();
     let mut spin = SpinController::default();
     loop {
@@ -1163,6 +1197,19 @@ fn serve_until_idle(
         if busy {
             if spinning && idle > 0 && armed.is_none() {
                 spin.record(true);
+            }
+            // A parked syscall means a sleeping stub to wake later, likely on
+            // an idle CPU: what a spinning handoff saves is lost many times
+            // over. Weigh each as two missed spins (a pipe ping-pong then
+            // runs paired and without spinning, at a third of the cost).
+            let parked = PARKED.with(|p| p.replace(0));
+            if !spin.is_off() {
+                for _ in 0..2 * parked {
+                    spin.record(false);
+                }
+            }
+            if spin.is_off() != w.spin_off.load(Ordering::Relaxed) {
+                w.spin_off.store(spin.is_off(), Ordering::Relaxed);
             }
             idle = 0;
             armed = None;

@@ -199,6 +199,9 @@ pub trait Context: Send {
     fn set_fs_base(&mut self, base: u64) -> Result<(), PlatformError>;
     /// Lets the guest run with the (possibly edited) registers.
     fn resume(&mut self) -> Result<(), PlatformError>;
+    /// The current stop will not be answered soon (its syscall blocks): the
+    /// platform may stop spinning for it and let the host thread sleep.
+    fn will_block(&mut self) {}
     /// Maps `len` bytes of the memory file at `offset` to guest `addr`.
     fn map(&mut self, addr: u64, len: u64, prot: Prot, offset: u64) -> Result<(), PlatformError>;
     /// Removes guest mappings in `[addr, addr + len)`.

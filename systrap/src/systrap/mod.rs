@@ -841,6 +841,16 @@ impl Context for SystrapContext {
         Ok(())
     }
 
+    fn will_block(&mut self) {
+        // The stub re-reads its budget at every turn of its spin loop.
+        self.proc
+            .page(self.slot)
+            .spin_iters
+            .store(0, Ordering::Relaxed);
+        // Its sleep says nothing about whether spinning pays.
+        self.last_spin = 0;
+    }
+
     fn map(&mut self, addr: u64, len: u64, prot: Prot, offset: u64) -> Result<(), PlatformError> {
         let r = self.host_syscall(
             libc::SYS_mmap,
