@@ -3,11 +3,14 @@
 //! ```text
 //! sentry run [--platform systrap|ptrace] [--cpus N] [--strace] [--no-spin] [--host-cores] -- PROGRAM [ARGS...]
 //! sentry syscalls        print the syscall support matrix
+//! sentry bench [--platform P] [--threads N] [--syscall NAME] [--iters N] [--json]
 //! ```
 //!
 //! Exit status: the guest's, or 128+N when it died of signal N; 125 when the
 //! sentry itself failed, 126 when PROGRAM cannot be run, 127 when it is not
 //! found.
+
+mod bench;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,7 +22,8 @@ use sentry_systrap::Platform;
 
 const USAGE: &str =
     "usage: sentry run [--platform systrap|ptrace] [--cpus N] [--strace] [--no-spin] [--host-cores] -- PROGRAM [ARGS...]
-       sentry syscalls";
+       sentry syscalls
+       sentry bench [--platform systrap] [--threads N] [--syscall getpid|clock_gettime|write|...] [--iters N] [--json]";
 
 struct RunArgs {
     platform: String,
@@ -216,6 +220,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some("bench") => bench::main(&args[1..]),
         Some("syscalls") => {
             print!("{}", sentry_kernel::syscalls::support_matrix());
             ExitCode::SUCCESS
