@@ -106,7 +106,8 @@ pub const SIGNO_STARTED: u32 = 0;
 /// which the stub copies out of the kernel frame and the sentry answers in
 /// place (`sysregs[0]` = rax = number in, result out), so one round trip
 /// moves this one cache line between the cores and nothing else. Line 1 is
-/// written by the stub, line 2 by the sentry.
+/// written by the stub, lines 2-3 by the sentry, line 4 by a stub going to
+/// sleep.
 #[repr(C, align(4096))]
 pub struct StubPage {
     // --- line 0: handoff (both sides, in turn) ---
@@ -118,10 +119,8 @@ pub struct StubPage {
     /// rax, rdi, rsi, rdx, r10, r8, r9 at the stop; rax is the result on
     /// resume (the stub copies it into the frame).
     pub sysregs: [AtomicU64; 7],
-    // --- line 1: written by the stub ---
-    /// Non-zero while the stub sleeps in `FUTEX_WAIT` on `state`.
-    pub stub_sleeping: AtomicU32,
-    _pad1a: u32,
+    // --- line 1: written by the stub at every stop ---
+    _pad1a: u64,
     /// Offset in the slot of the kernel's `ucontext` for this stop.
     pub ucontext_off: AtomicU64,
     /// Offset in the slot of the kernel's `siginfo` for this stop.
@@ -145,6 +144,13 @@ pub struct StubPage {
     pub cmd_nr: AtomicU64,
     /// Arguments of a command.
     pub cmd_args: [AtomicU64; 6],
+    _pad3: [u8; 48],
+    // --- line 4: written by the stub only when it goes to sleep ---
+    /// Non-zero while the stub sleeps in `FUTEX_WAIT` on `state`. The sentry
+    /// reads it at every resume; on a line of its own, that read never
+    /// steals line 1, whose next writes by the stub (x86 stores become
+    /// visible in order) would otherwise hold back the next `state` store.
+    pub stub_sleeping: AtomicU32,
 }
 
 /// Set in `StubPage::signo` when a SIGSYS came from a non-x86-64 entry.
@@ -154,7 +160,7 @@ const _: () = {
     assert!(offset_of!(StubPage, state) == 0);
     assert!(offset_of!(StubPage, signo) == 4);
     assert!(offset_of!(StubPage, sysregs) == 8);
-    assert!(offset_of!(StubPage, stub_sleeping) == 64);
+    assert!(offset_of!(StubPage, stub_sleeping) == 256);
     assert!(offset_of!(StubPage, ucontext_off) == 72);
     assert!(offset_of!(StubPage, siginfo_off) == 80);
     assert!(offset_of!(StubPage, cmd_result) == 88);
