@@ -514,15 +514,6 @@ impl Kernel {
     }
 
     fn enqueue(&self, task: Arc<Task>) {
-        // A task woken by a worker moves to that worker: it is awake, while
-        // the task's own worker may sleep on an idle CPU, whose wake-up costs
-        // tens of microseconds on a VM. Partners that wake each other (a
-        // pipe, a futex) so end up on one worker.
-        if let Some(me) = CURRENT_WORKER.with(|c| c.get()) {
-            if me < self.workers.len() {
-                task.worker.store(me, Ordering::Relaxed);
-            }
-        }
         let w = &self.workers[task.worker() % self.workers.len()];
         w.ready.lock().push_back(task);
         w.ready_hint.store(true, Ordering::Release);
@@ -1084,15 +1075,7 @@ impl Kernel {
         }
         self.mark_running(task);
         task.cpu.enter_sys();
-        let start = {
-            let mut inner = task.inner.lock();
-            let w = task.worker() % self.workers.len();
-            if inner.worker != w {
-                inner.worker = w;
-                inner.ctx.set_worker(w);
-            }
-            std::mem::replace(&mut inner.start, Start::Running)
-        };
+        let start = std::mem::replace(&mut task.inner.lock().start, Start::Running);
         match start {
             Start::Resume => self.resume(task),
             Start::Watch => true,
@@ -1102,14 +1085,11 @@ impl Kernel {
 }
 
 thread_local! {
-    /// The index of the worker running on this thread, if it is one.
-    static CURRENT_WORKER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
     /// Syscalls this worker parked since its loop last looked.
     static PARKED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 fn worker_main(weak: Weak<Kernel>, index: usize) {
-    CURRENT_WORKER.with(|c| c.set(Some(index)));
     let mut watched: Vec<Arc<Task>> = Vec::new();
     let mut spin = SpinController::default();
     loop {

@@ -77,8 +77,6 @@ pub struct TaskInner {
     pub saved_mask: Option<u64>,
     /// The current syscall parked at least once (a signal interrupts it).
     pub blocked: bool,
-    /// The worker the context rings (`Context::set_worker` follows `Task::worker`).
-    pub worker: usize,
 }
 
 /// A guest thread.
@@ -131,7 +129,6 @@ impl Task {
                 affinity: 0,
                 saved_mask: None,
                 blocked: false,
-                worker,
             }),
             interrupter,
             name: Mutex::new([0; 16]),
