@@ -662,7 +662,7 @@ fn bench(args: &BenchArgs) -> Result<(), BenchError> {
     let mut sandbox = Command::new(&exe);
     sandbox.args(["run", "--platform", &args.platform]);
     if let Some(n) = args.cpus {
-        sandbox.arg(format!("--cpus={n}"));
+        sandbox.args(["--cpus".to_string(), n.to_string()]);
     }
     sandbox.arg("--").arg(&elf).current_dir(&dir.0);
     let mut runners = [

@@ -264,6 +264,14 @@ fn json_report_write_with_threads() {
     check_report("write", 2);
 }
 
+both_platforms! {
+    fn cpus_reaches_the_sandboxed_run() {
+        let out = bench(&["--platform", common::platform(), "--cpus", "1", "--iters", "2000"]);
+        assert_eq!(out.code(), 0, "sentry bench --cpus 1 failed\n{}", out.describe());
+        assert!(out.stdout_str().contains("p50"), "{}", out.describe());
+    }
+}
+
 #[test]
 fn human_report_names_every_runner() {
     let out = bench(&["--iters", "2000", "--syscall", "read"]);
