@@ -124,6 +124,8 @@ pub struct Kernel {
     awake_workers: AtomicUsize,
     /// Whether both sides currently spin before sleeping.
     spinning: AtomicBool,
+    /// Workers whose spin controller has spinning off.
+    workers_spin_off: AtomicUsize,
     /// Futex wait queues, keyed by memory-file offset.
     pub(crate) futexes: crate::futex::Futexes,
     pub features: FeatureSet,
@@ -250,6 +252,7 @@ impl Kernel {
                 .unwrap_or(1),
             awake_workers: AtomicUsize::new(0),
             spinning: AtomicBool::new(config.spin),
+            workers_spin_off: AtomicUsize::new(0),
             futexes: Default::default(),
             features,
             root_credentials: args.root_credentials,
@@ -557,16 +560,26 @@ impl Kernel {
     /// guest threads plus awake workers fit on the host's CPUs. Past that, a
     /// spinner only steals the CPU the other side of its handoff needs, so
     /// both sides sleep at once instead. Returns whether spinning is on.
+    /// Publishes worker `w`'s spin verdict: nobody spins while any worker's
+    /// controller has turned spinning off.
+    fn publish_spin_verdict(&self, w: &Worker, spin: &SpinController) {
+        let off = spin.is_off();
+        if w.spin_off.load(Ordering::Relaxed) != off {
+            w.spin_off.store(off, Ordering::Relaxed);
+            if off {
+                self.workers_spin_off.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.workers_spin_off.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     fn update_spin_policy(&self) -> bool {
         if self.spin_rounds == 0 {
             return false;
         }
         let demand = self.cpu_clock.running() + self.awake_workers.load(Ordering::Relaxed);
-        let want = demand <= self.host_cpus
-            && !self
-                .workers
-                .iter()
-                .any(|w| w.spin_off.load(Ordering::Relaxed));
+        let want = demand <= self.host_cpus && self.workers_spin_off.load(Ordering::Relaxed) == 0;
         if self.spinning.load(Ordering::Relaxed) != want {
             self.spinning.store(want, Ordering::Relaxed);
             self.platform
@@ -725,7 +738,11 @@ impl Kernel {
     fn job_event(&self, tg: &Arc<ThreadGroup>, ev: JobEvent, code: i32, status: i32) {
         self.job_events.lock().insert(tg.pid, ev);
         let ppid = tg.ppid.load(Ordering::Relaxed);
-        if let Some(parent) = self.processes.lock().get(&ppid).cloned() {
+        // Look up first: a guard in the `if let` would be held for the whole
+        // block, across the parent's children lock (which wait4 takes before
+        // the process table) and the SIGCHLD delivery.
+        let parent = self.processes.lock().get(&ppid).cloned();
+        if let Some(parent) = parent {
             let w = parent.children.lock().waiters.take();
             crate::pipe::wake(w);
             let info = crate::signal::SigInfo {
@@ -818,7 +835,11 @@ impl Kernel {
             return;
         }
         self.zombies.lock().insert(tg.pid, status);
-        if let Some(parent) = self.processes.lock().get(&ppid).cloned() {
+        // Look up first: a guard in the `if let` would be held for the whole
+        // block, across the parent's children lock (which wait4 takes before
+        // the process table) and the SIGCHLD delivery.
+        let parent = self.processes.lock().get(&ppid).cloned();
+        if let Some(parent) = parent {
             let w = parent.children.lock().waiters.take();
             crate::pipe::wake(w);
             let (code, st) = match status {
@@ -1183,13 +1204,11 @@ fn serve_until_idle(
             // over. Weigh each as two missed spins (a pipe ping-pong then
             // runs paired and without spinning, at a third of the cost).
             let parked = PARKED.with(|p| p.replace(0));
-            if !spin.is_off() {
+            if parked > 0 && !spin.is_off() {
                 for _ in 0..2 * parked {
                     spin.record(false);
                 }
-            }
-            if spin.is_off() != w.spin_off.load(Ordering::Relaxed) {
-                w.spin_off.store(spin.is_off(), Ordering::Relaxed);
+                k.publish_spin_verdict(w, spin);
             }
             idle = 0;
             armed = None;
@@ -1201,11 +1220,13 @@ fn serve_until_idle(
         }
         if idle == 0 {
             spinning = k.spin_rounds > 0 && spin.should_spin();
+            k.publish_spin_verdict(w, spin);
         }
         idle += 1;
         if !spinning || idle >= k.spin_rounds || !k.update_spin_policy() {
             if spinning && idle >= k.spin_rounds {
                 spin.record(false);
+                k.publish_spin_verdict(w, spin);
             }
             armed = Some(w.bell.prepare());
         } else {
