@@ -32,9 +32,10 @@ extern "C" fn on_sigsys(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mu
     // Relaxed: the flag is set once before the filter is installed, and
     // installing it (a syscall) orders that store before any trap.
     let count = ANSWER_COUNT.load(Ordering::Relaxed);
-    // SAFETY: 1. the kernel passes an SA_SIGINFO handler a valid, writable
-    // ucontext_t for the interrupted thread, on that thread's stack; 2. the
-    // handler is the only code touching it until it returns.
+    // The kernel passes an SA_SIGINFO handler a valid, writable ucontext_t
+    // for the interrupted thread, on that thread's stack, and nothing else
+    // touches it until the handler returns.
+    // SAFETY: `uc` is that live ucontext, used exclusively here.
     unsafe {
         let gregs = &mut (*uc).uc_mcontext.gregs;
         gregs[libc::REG_RAX as usize] = if count {
@@ -103,11 +104,12 @@ pub fn run(spec: &GuestSpec, answer_count: bool) -> BenchError {
     match setup(spec, answer_count) {
         Err(e) => e,
         Ok(entry) => {
-            // SAFETY: 1. `entry` is the guest code in our own text, which
-            // reads only the parameter page mapped at DATA_BASE by `setup`
-            // and memory inside that mapping; 2. it never returns (it ends
-            // in exit_group, or exit in extra threads), so clobbering every
-            // register and the stack below the current one is harmless.
+            // `entry` is the guest code in our own text; it reads only the
+            // parameter page and data mapping `setup` made at DATA_BASE, and
+            // never returns (it ends in exit_group, or exit in extra threads).
+            // Jumping there may clobber every register and the stack below
+            // ours: nothing of this process runs afterwards.
+            // SAFETY: `entry` is that never-returning guest code (see above).
             unsafe { core::arch::asm!("jmp {0}", in(reg) entry, options(noreturn)) }
         }
     }

@@ -369,9 +369,9 @@ extern "C" {
 
 /// The guest code as it lies in the sentry's own text.
 pub fn code() -> &'static [u8] {
-    // SAFETY: 1. both symbols are defined by the global_asm above, in one
-    // section, start before end; 2. text is readable and never written, so a
-    // shared slice over it is valid for the program's lifetime.
+    // Both symbols are defined by the global_asm above, in one section,
+    // start before end; text is readable and never written.
+    // SAFETY: so the bytes between them form a slice valid for 'static.
     unsafe {
         let start = core::ptr::addr_of!(sentry_bench_guest_start);
         let end = core::ptr::addr_of!(sentry_bench_guest_end);

@@ -317,45 +317,37 @@ impl StubProcess {
         }
     }
 
+    /// The address of `len` bytes at `off` in a slot, if they lie inside it.
+    fn slot_bytes(&self, slot: u64, off: u64, len: usize) -> Option<*mut u8> {
+        let end = off.checked_add(len as u64)?;
+        if slot >= MAX_SLOTS || end > SLOT_SIZE {
+            return None;
+        }
+        // SAFETY: in bounds of the live slot mapping (checked just above).
+        Some(unsafe {
+            self.slots
+                .as_mut_ptr()
+                .add((slot * SLOT_SIZE + off) as usize)
+        })
+    }
+
     /// Copies bytes at `off` in a slot (bounds-checked).
     fn slot_read_bytes(&self, slot: u64, off: u64, buf: &mut [u8]) -> bool {
-        if slot >= MAX_SLOTS
-            || off
-                .checked_add(buf.len() as u64)
-                .is_none_or(|e| e > SLOT_SIZE)
-        {
+        let Some(src) = self.slot_bytes(slot, off, buf.len()) else {
             return false;
-        }
-        // SAFETY: in bounds of the live slot mapping (checked); the stub may
-        // write concurrently, which only gives a mixed copy.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.slots.as_ptr().add((slot * SLOT_SIZE + off) as usize),
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
         };
+        // SAFETY: `src` has buf.len() bytes of the slot mapping; the stub may
+        // write concurrently, which only gives a mixed copy.
+        unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
         true
     }
 
     fn slot_write_bytes(&self, slot: u64, off: u64, buf: &[u8]) -> bool {
-        if slot >= MAX_SLOTS
-            || off
-                .checked_add(buf.len() as u64)
-                .is_none_or(|e| e > SLOT_SIZE)
-        {
+        let Some(dst) = self.slot_bytes(slot, off, buf.len()) else {
             return false;
-        }
-        // SAFETY: as in slot_read_bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                buf.as_ptr(),
-                self.slots
-                    .as_mut_ptr()
-                    .add((slot * SLOT_SIZE + off) as usize),
-                buf.len(),
-            )
         };
+        // SAFETY: as in slot_read_bytes.
+        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), dst, buf.len()) };
         true
     }
 
