@@ -39,7 +39,7 @@ use crate::platform::{
     AddressSpace, Context, Interrupter, Platform, PlatformError, Prot, Regs, Stop, WorkerBell,
 };
 use crate::sys;
-use crate::systrap::{spawn, Bell, Doorbells, Shared, StubProcess};
+use crate::systrap::{spawn, Doorbells, Shared, StubProcess};
 
 const PTRACE_O_TRACESYSGOOD: i64 = 1;
 const PTRACE_EVENT_STOP: i32 = 128;
@@ -55,9 +55,6 @@ const XSTATE_MAX: usize = 16 * 1024;
 /// The ptrace platform.
 pub struct Ptrace {
     shared: Arc<Shared>,
-    /// The CPUs the sentry may run on; worker `i` is pinned to `cpus[i % n]`
-    /// by the kernel, and its tracers go there too.
-    cpus: Arc<Vec<usize>>,
 }
 
 impl Ptrace {
@@ -66,10 +63,7 @@ impl Ptrace {
         let shared = Shared::new()?;
         // Stub threads wait only during start-up here: no spinning.
         shared.spin.store(0, Ordering::Relaxed);
-        Ok(Ptrace {
-            shared,
-            cpus: Arc::new(sys::allowed_cpus()),
-        })
+        Ok(Ptrace { shared })
     }
 }
 
@@ -96,7 +90,7 @@ impl Platform for Ptrace {
             tids: Mutex::new(Vec::new()),
         });
         let tid = proc.stub.pid;
-        let (link, tx) = start_tracer(&proc, tid, worker, &self.shared.doorbells, &self.cpus)?;
+        let (link, tx) = start_tracer(&proc, tid, worker)?;
         Ok(Box::new(PtraceContext {
             proc,
             link,
@@ -105,8 +99,6 @@ impl Platform for Ptrace {
             regs: *regs,
             fs_base: 0,
             running: false,
-            cpus: self.cpus.clone(),
-            doorbells: self.shared.doorbells.clone(),
         }))
     }
 
@@ -222,11 +214,7 @@ impl Link {
         self.stop_ready.store(true, Ordering::SeqCst);
         let w = self.worker.load(Ordering::Relaxed) as usize;
         if w < MAX_WORKERS {
-            Bell {
-                doorbells: self.doorbells.clone(),
-                index: w,
-            }
-            .ring();
+            self.doorbells.ring(w);
         }
     }
 }
@@ -249,8 +237,6 @@ fn start_tracer(
     proc: &Arc<PtraceProcess>,
     tid: i32,
     worker: usize,
-    doorbells: &Arc<Doorbells>,
-    cpus: &Arc<Vec<usize>>,
 ) -> Result<(Arc<Link>, mpsc::Sender<Msg>), PlatformError> {
     let link = Arc::new(Link {
         pid: proc.stub.pid,
@@ -260,11 +246,11 @@ fn start_tracer(
         interrupt: AtomicBool::new(false),
         gone: AtomicBool::new(false),
         worker: AtomicU32::new(worker as u32),
-        doorbells: doorbells.clone(),
+        doorbells: proc.stub.shared.doorbells.clone(),
     });
     let (tx, rx) = mpsc::channel();
     let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-    let cpu = cpus[worker % cpus.len()];
+    let cpu = proc.stub.shared.worker_cpu(worker);
     let mut tracee = Tracee {
         link: link.clone(),
         proc: Arc::downgrade(proc),
@@ -763,8 +749,6 @@ pub struct PtraceContext {
     regs: Regs,
     fs_base: u64,
     running: bool,
-    cpus: Arc<Vec<usize>>,
-    doorbells: Arc<Doorbells>,
 }
 
 impl PtraceContext {
@@ -949,7 +933,7 @@ impl Context for PtraceContext {
                 return Err(e);
             }
         };
-        let (link, tx) = match start_tracer(&self.proc, tid, worker, &self.doorbells, &self.cpus) {
+        let (link, tx) = match start_tracer(&self.proc, tid, worker) {
             Ok(x) => x,
             Err(e) => {
                 // A stub thread nobody traces must not stay behind.
@@ -966,8 +950,6 @@ impl Context for PtraceContext {
             regs: *regs,
             fs_base,
             running: true,
-            cpus: self.cpus.clone(),
-            doorbells: self.doorbells.clone(),
         }))
     }
 
@@ -991,6 +973,8 @@ impl Context for PtraceContext {
 
     fn set_worker(&mut self, worker: usize) {
         self.link.worker.store(worker as u32, Ordering::Relaxed);
-        let _ = self.tx.send(Msg::Pin(self.cpus[worker % self.cpus.len()]));
+        let _ = self
+            .tx
+            .send(Msg::Pin(self.proc.stub.shared.worker_cpu(worker)));
     }
 }

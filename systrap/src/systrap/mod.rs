@@ -79,6 +79,15 @@ impl Doorbells {
         Ok(Doorbells { fd, map })
     }
 
+    /// Wakes worker `index` if it sleeps on its doorbell.
+    pub(crate) fn ring(&self, index: usize) {
+        let db = self.get(index);
+        db.seq.fetch_add(1, Ordering::SeqCst);
+        if db.sleeping.load(Ordering::SeqCst) != 0 {
+            sys::futex_wake(&db.seq, 1);
+        }
+    }
+
     pub(crate) fn get(&self, index: usize) -> &Doorbell {
         assert!(index < MAX_WORKERS);
         // SAFETY: 1. index < MAX_WORKERS so the 64-byte line lies inside the
@@ -89,9 +98,9 @@ impl Doorbells {
 }
 
 /// A worker's doorbell, as a [`WorkerBell`].
-pub(crate) struct Bell {
-    pub(crate) doorbells: Arc<Doorbells>,
-    pub(crate) index: usize,
+struct Bell {
+    doorbells: Arc<Doorbells>,
+    index: usize,
 }
 
 impl WorkerBell for Bell {
@@ -110,11 +119,7 @@ impl WorkerBell for Bell {
     }
 
     fn ring(&self) {
-        let db = self.doorbells.get(self.index);
-        db.seq.fetch_add(1, Ordering::SeqCst);
-        if db.sleeping.load(Ordering::SeqCst) != 0 {
-            sys::futex_wake(&db.seq, 1);
-        }
+        self.doorbells.ring(self.index);
     }
 }
 
@@ -196,6 +201,12 @@ impl Shared {
         *self.death_hook.lock() = Some(Arc::from(hook));
     }
 
+    /// The CPU the kernel pins worker `worker` to; the threads it serves
+    /// (and on ptrace their tracers) go there when they pair with it.
+    pub(crate) fn worker_cpu(&self, worker: usize) -> usize {
+        self.cpus[worker % self.cpus.len()]
+    }
+
     /// The memory file, doorbells, filter and reaper every platform that
     /// runs stub processes needs.
     pub(crate) fn new() -> Result<Arc<Shared>, PlatformError> {
@@ -273,7 +284,7 @@ impl Platform for Systrap {
 pub(crate) struct StubProcess {
     pub(crate) pid: i32,
     pidfd: OwnedFd,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     slots: MmapRaw,
     _slots_fd: OwnedFd,
     /// Slots handed to contexts (true) and slots mapped in the stub (index < mapped).
@@ -685,11 +696,11 @@ impl SystrapContext {
     fn place(&mut self, pair: bool) {
         let tid = self.interrupter.host_tid.load(Ordering::Relaxed);
         if tid > 0 {
-            let cpus = &self.proc.shared.cpus;
+            let shared = &self.proc.shared;
             if pair {
-                sys::pin(tid, &[cpus[self.worker as usize % cpus.len()]]);
+                sys::pin(tid, &[shared.worker_cpu(self.worker as usize)]);
             } else {
-                sys::pin(tid, cpus);
+                sys::pin(tid, &shared.cpus);
             }
         }
         self.paired = pair;
