@@ -200,7 +200,7 @@ fn run(args: RunArgs) -> ExitCode {
         .spawn(move || loop {
             let sig = sentry_systrap::host::wait_signal(&FORWARDED);
             let Some(k) = weak.upgrade() else { return };
-            k.send_external_signal(sig, "sentry received a signal");
+            k.send_external_signal(sig);
         });
     let status = kernel.wait_exited();
     if let Some(why) = kernel.exit_reason() {

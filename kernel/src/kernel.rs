@@ -446,16 +446,15 @@ impl Kernel {
     }
 
     /// A signal from outside the sandbox (the CLI forwards SIGINT, SIGTERM
-    /// and SIGHUP here), sent to global init. Until guest handlers are
-    /// delivered, the default action applies unless init ignores it.
-    pub fn send_external_signal(&self, signo: i32, context: &str) {
+    /// and SIGHUP here), sent to global init like any other signal: its
+    /// handler runs, or its disposition applies.
+    pub fn send_external_signal(&self, signo: i32) {
         let Some(init) = self.global_init() else {
             return;
         };
         if !(1..=64).contains(&signo) {
             return;
         }
-        let _ = context;
         let info = crate::signal::SigInfo {
             signo,
             code: crate::signal::SI_KERNEL,
@@ -555,11 +554,6 @@ impl Kernel {
         }
     }
 
-    /// The spin policy: spin (both the stubs and the workers) only while
-    /// every spinner can have a host CPU of its own, that is while running
-    /// guest threads plus awake workers fit on the host's CPUs. Past that, a
-    /// spinner only steals the CPU the other side of its handoff needs, so
-    /// both sides sleep at once instead. Returns whether spinning is on.
     /// Publishes worker `w`'s spin verdict: nobody spins while any worker's
     /// controller has turned spinning off.
     fn publish_spin_verdict(&self, w: &Worker, spin: &SpinController) {
@@ -574,6 +568,12 @@ impl Kernel {
         }
     }
 
+    /// The spin policy: spin (both the stubs and the workers) only while
+    /// every spinner can have a host CPU of its own, that is while running
+    /// guest threads plus awake workers fit on the host's CPUs, and while no
+    /// worker's controller found that spinning does not pay. Past that, a
+    /// spinner only steals the CPU the other side of its handoff needs, so
+    /// both sides sleep at once instead. Returns whether spinning is on.
     fn update_spin_policy(&self) -> bool {
         if self.spin_rounds == 0 {
             return false;

@@ -196,7 +196,7 @@ fn external_sigterm_ends_init_with_that_signal() {
     k.create_process(args(&[bb, "sh", "-c", "while true; do :; done"]))
         .expect("create");
     k.start().expect("start");
-    k.send_external_signal(libc::SIGTERM, "test");
+    k.send_external_signal(libc::SIGTERM);
     assert_eq!(k.wait_exited(), ExitStatus::Signaled(libc::SIGTERM));
     assert_eq!(k.wait_exited().code(), 143);
     k.shutdown();
