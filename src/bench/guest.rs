@@ -28,6 +28,8 @@
 
 use std::mem::offset_of;
 
+use sentry_kernel::loader::elf::{self, Phdr};
+
 /// Where the text segment (headers and code) is loaded.
 pub const TEXT_BASE: u64 = 0x40_0000;
 /// File offset (and offset from [`TEXT_BASE`]) of the guest code.
@@ -393,36 +395,8 @@ pub fn syscall_insn_in_text() -> u64 {
 const EHDR_SIZE: u64 = 64;
 const PHDR_SIZE: u64 = 56;
 const PHNUM: u64 = 3;
-const PT_LOAD: u32 = 1;
-const PT_GNU_STACK: u32 = 0x6474_e551;
-const PF_X: u32 = 1;
-const PF_W: u32 = 2;
-const PF_R: u32 = 4;
 
 const _: () = assert!(EHDR_SIZE + PHNUM * PHDR_SIZE <= CODE_OFF);
-
-/// One program header, in file order of its fields.
-struct Phdr {
-    p_type: u32,
-    flags: u32,
-    offset: u64,
-    vaddr: u64,
-    filesz: u64,
-    memsz: u64,
-}
-
-impl Phdr {
-    fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.p_type.to_le_bytes());
-        out.extend_from_slice(&self.flags.to_le_bytes());
-        out.extend_from_slice(&self.offset.to_le_bytes());
-        out.extend_from_slice(&self.vaddr.to_le_bytes());
-        out.extend_from_slice(&self.vaddr.to_le_bytes()); // p_paddr
-        out.extend_from_slice(&self.filesz.to_le_bytes());
-        out.extend_from_slice(&self.memsz.to_le_bytes());
-        out.extend_from_slice(&PAGE.to_le_bytes()); // p_align
-    }
-}
 
 /// A static x86-64 `ET_EXEC` file running the guest loop with `spec`.
 pub fn elf_image(spec: &GuestSpec) -> Vec<u8> {
@@ -431,53 +405,37 @@ pub fn elf_image(spec: &GuestSpec) -> Vec<u8> {
     let data_off = text_size.next_multiple_of(PAGE);
     let params = spec.params_page();
 
-    let mut out = Vec::with_capacity((data_off + PAGE) as usize);
-    // e_ident: magic, 64-bit, little endian, version 1, System V ABI.
-    out.extend_from_slice(b"\x7fELF\x02\x01\x01\x00");
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&2u16.to_le_bytes()); // e_type: ET_EXEC
-    out.extend_from_slice(&62u16.to_le_bytes()); // e_machine: EM_X86_64
-    out.extend_from_slice(&1u32.to_le_bytes()); // e_version
-    out.extend_from_slice(&(TEXT_BASE + CODE_OFF).to_le_bytes()); // e_entry
-    out.extend_from_slice(&EHDR_SIZE.to_le_bytes()); // e_phoff
-    out.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
-    out.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-    out.extend_from_slice(&(EHDR_SIZE as u16).to_le_bytes()); // e_ehsize
-    out.extend_from_slice(&(PHDR_SIZE as u16).to_le_bytes()); // e_phentsize
-    out.extend_from_slice(&(PHNUM as u16).to_le_bytes()); // e_phnum
-    out.extend_from_slice(&64u16.to_le_bytes()); // e_shentsize
-    out.extend_from_slice(&0u16.to_le_bytes()); // e_shnum
-    out.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
-    debug_assert_eq!(out.len() as u64, EHDR_SIZE);
-
-    Phdr {
-        p_type: PT_LOAD,
-        flags: PF_R | PF_X,
-        offset: 0,
-        vaddr: TEXT_BASE,
-        filesz: text_size,
-        memsz: text_size,
-    }
-    .write(&mut out);
-    Phdr {
-        p_type: PT_LOAD,
-        flags: PF_R | PF_W,
-        offset: data_off,
-        vaddr: DATA_BASE,
-        filesz: PAGE,
-        memsz: spec.layout.data_size(),
-    }
-    .write(&mut out);
-    Phdr {
-        p_type: PT_GNU_STACK,
-        flags: PF_R | PF_W,
-        offset: 0,
-        vaddr: 0,
-        filesz: 0,
-        memsz: 0,
-    }
-    .write(&mut out);
-
+    let mut out = elf::write_headers(
+        elf::ET_EXEC,
+        TEXT_BASE + CODE_OFF,
+        &[
+            Phdr {
+                p_type: elf::PT_LOAD,
+                flags: elf::PF_R | elf::PF_X,
+                offset: 0,
+                vaddr: TEXT_BASE,
+                filesz: text_size,
+                memsz: text_size,
+            },
+            Phdr {
+                p_type: elf::PT_LOAD,
+                flags: elf::PF_R | elf::PF_W,
+                offset: data_off,
+                vaddr: DATA_BASE,
+                filesz: PAGE,
+                memsz: spec.layout.data_size(),
+            },
+            Phdr {
+                p_type: elf::PT_GNU_STACK,
+                flags: elf::PF_R | elf::PF_W,
+                offset: 0,
+                vaddr: 0,
+                filesz: 0,
+                memsz: 0,
+            },
+        ],
+    );
+    debug_assert_eq!(out.len() as u64, EHDR_SIZE + PHNUM * PHDR_SIZE);
     out.resize(CODE_OFF as usize, 0);
     out.extend_from_slice(code);
     out.resize(data_off as usize, 0);

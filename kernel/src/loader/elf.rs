@@ -34,17 +34,17 @@ const ELFDATA2LSB: u8 = 1;
 const ELFDATA2MSB: u8 = 2;
 const EM_X86_64: u16 = 62;
 
-const ET_EXEC: u16 = 2;
-const ET_DYN: u16 = 3;
+pub const ET_EXEC: u16 = 2;
+pub const ET_DYN: u16 = 3;
 
-const PT_LOAD: u32 = 1;
-const PT_INTERP: u32 = 3;
-const PT_PHDR: u32 = 6;
-const PT_GNU_STACK: u32 = 0x6474_e551;
+pub const PT_LOAD: u32 = 1;
+pub const PT_INTERP: u32 = 3;
+pub const PT_PHDR: u32 = 6;
+pub const PT_GNU_STACK: u32 = 0x6474_e551;
 
-const PF_X: u32 = 1;
-const PF_W: u32 = 2;
-const PF_R: u32 = 4;
+pub const PF_X: u32 = 1;
+pub const PF_W: u32 = 2;
+pub const PF_R: u32 = 4;
 
 /// Longest accepted `PT_INTERP` segment, NUL included (Linux's `PATH_MAX`).
 const MAX_INTERP_LEN: u64 = 4096;
@@ -252,14 +252,50 @@ impl Reader<'_> {
     }
 }
 
-/// One raw program header.
-struct Phdr {
-    p_type: u32,
-    flags: u32,
-    offset: u64,
-    vaddr: u64,
-    filesz: u64,
-    memsz: u64,
+/// One raw program header (`p_paddr` is taken to be `vaddr`, `p_align`
+/// to be a page: the loader reads neither).
+#[derive(Clone, Copy, Debug)]
+pub struct Phdr {
+    pub p_type: u32,
+    pub flags: u32,
+    pub offset: u64,
+    pub vaddr: u64,
+    pub filesz: u64,
+    pub memsz: u64,
+}
+
+/// The ELF64 file header of an x86-64 executable of type `e_type` entering
+/// at `entry`, followed by the program headers `phs`: the first
+/// `64 + 56 * phs.len()` bytes of an image [`parse`] reads. For the images
+/// the sentry builds itself (`sentry bench`'s guest) and for tests.
+pub fn write_headers(e_type: u16, entry: u64, phs: &[Phdr]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(EHDR_SIZE + phs.len() * PHDR_SIZE as usize);
+    v.extend_from_slice(ELF_MAGIC);
+    v.extend_from_slice(&[ELFCLASS64, ELFDATA2LSB, 1, 0]); // EV_CURRENT, System V
+    v.resize(16, 0);
+    v.extend_from_slice(&e_type.to_le_bytes());
+    v.extend_from_slice(&EM_X86_64.to_le_bytes());
+    v.extend_from_slice(&1u32.to_le_bytes()); // e_version
+    v.extend_from_slice(&entry.to_le_bytes());
+    v.extend_from_slice(&(EHDR_SIZE as u64).to_le_bytes()); // e_phoff
+    v.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
+    v.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+    v.extend_from_slice(&(EHDR_SIZE as u16).to_le_bytes()); // e_ehsize
+    v.extend_from_slice(&PHDR_SIZE.to_le_bytes());
+    v.extend_from_slice(&(phs.len() as u16).to_le_bytes());
+    v.extend_from_slice(&[0; 6]); // e_shentsize, e_shnum, e_shstrndx
+    debug_assert_eq!(v.len(), EHDR_SIZE);
+    for ph in phs {
+        v.extend_from_slice(&ph.p_type.to_le_bytes());
+        v.extend_from_slice(&ph.flags.to_le_bytes());
+        v.extend_from_slice(&ph.offset.to_le_bytes());
+        v.extend_from_slice(&ph.vaddr.to_le_bytes());
+        v.extend_from_slice(&ph.vaddr.to_le_bytes()); // p_paddr
+        v.extend_from_slice(&ph.filesz.to_le_bytes());
+        v.extend_from_slice(&ph.memsz.to_le_bytes());
+        v.extend_from_slice(&PAGE_SIZE.to_le_bytes()); // p_align
+    }
+    v
 }
 
 /// Reads the program header at file offset `at`.
@@ -524,19 +560,8 @@ fn read_interp(r: &Reader<'_>, ph: &Phdr) -> Result<String, ElfError> {
 mod tests {
     use super::*;
 
-    /// A program header for [`build`].
-    #[derive(Clone, Copy)]
-    struct Ph {
-        p_type: u32,
-        flags: u32,
-        offset: u64,
-        vaddr: u64,
-        filesz: u64,
-        memsz: u64,
-    }
-
-    fn load(flags: u32, offset: u64, vaddr: u64, filesz: u64, memsz: u64) -> Ph {
-        Ph {
+    fn load(flags: u32, offset: u64, vaddr: u64, filesz: u64, memsz: u64) -> Phdr {
+        Phdr {
             p_type: PT_LOAD,
             flags,
             offset,
@@ -551,36 +576,11 @@ mod tests {
     fn build(
         e_type: u16,
         entry: u64,
-        phs: &[Ph],
+        phs: &[Phdr],
         file_len: usize,
         extra: &[(usize, &[u8])],
     ) -> Vec<u8> {
-        let mut v = Vec::new();
-        v.extend_from_slice(ELF_MAGIC);
-        v.extend_from_slice(&[ELFCLASS64, ELFDATA2LSB, 1, 0]);
-        v.resize(16, 0);
-        v.extend_from_slice(&e_type.to_le_bytes());
-        v.extend_from_slice(&EM_X86_64.to_le_bytes());
-        v.extend_from_slice(&1u32.to_le_bytes());
-        v.extend_from_slice(&entry.to_le_bytes());
-        v.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
-        v.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
-        v.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-        v.extend_from_slice(&64u16.to_le_bytes()); // e_ehsize
-        v.extend_from_slice(&PHDR_SIZE.to_le_bytes());
-        v.extend_from_slice(&(phs.len() as u16).to_le_bytes());
-        v.extend_from_slice(&[0; 6]); // e_shentsize, e_shnum, e_shstrndx
-        assert_eq!(v.len(), EHDR_SIZE);
-        for ph in phs {
-            v.extend_from_slice(&ph.p_type.to_le_bytes());
-            v.extend_from_slice(&ph.flags.to_le_bytes());
-            v.extend_from_slice(&ph.offset.to_le_bytes());
-            v.extend_from_slice(&ph.vaddr.to_le_bytes());
-            v.extend_from_slice(&ph.vaddr.to_le_bytes()); // p_paddr
-            v.extend_from_slice(&ph.filesz.to_le_bytes());
-            v.extend_from_slice(&ph.memsz.to_le_bytes());
-            v.extend_from_slice(&PAGE_SIZE.to_le_bytes()); // p_align
-        }
+        let mut v = write_headers(e_type, entry, phs);
         if v.len() < file_len {
             v.resize(file_len, 0);
         }
@@ -602,7 +602,7 @@ mod tests {
             &[
                 load(PF_R | PF_X, 0, 0x400000, 0x1000, 0x1000),
                 load(PF_R | PF_W, 0x1000, 0x401000, 0x100, 0x3000),
-                Ph {
+                Phdr {
                     p_type: PT_GNU_STACK,
                     flags: PF_R | PF_W,
                     offset: 0,
@@ -623,7 +623,7 @@ mod tests {
             ET_DYN,
             0x1050,
             &[
-                Ph {
+                Phdr {
                     p_type: PT_PHDR,
                     flags: PF_R,
                     offset: 64,
@@ -631,7 +631,7 @@ mod tests {
                     filesz: 5 * 56,
                     memsz: 5 * 56,
                 },
-                Ph {
+                Phdr {
                     p_type: PT_INTERP,
                     flags: PF_R,
                     offset: INTERP_OFF as u64,
@@ -641,7 +641,7 @@ mod tests {
                 },
                 load(PF_R, 0, 0, 0x1000, 0x1000),
                 load(PF_R | PF_X, 0x1000, 0x1000, 0x800, 0x800),
-                Ph {
+                Phdr {
                     p_type: PT_GNU_STACK,
                     flags: PF_R | PF_W | PF_X,
                     offset: 0,
