@@ -598,43 +598,23 @@ fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
-fn json_f64(x: f64, decimals: usize) -> String {
-    if x.is_finite() {
-        format!("{x:.decimals$}")
-    } else {
-        "null".into()
-    }
+/// `x` rounded to `decimals` places (NaN stays NaN: JSON's null).
+fn rounded(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
 }
 
-fn json_summary(s: &Summary) -> String {
-    format!(
-        "{{\"count\":{},\"min_ns\":{},\"mean_ns\":{},\"p50_ns\":{},\"p90_ns\":{},\"p99_ns\":{},\
-         \"p999_ns\":{},\"max_ns\":{}}}",
-        s.count,
-        s.min,
-        json_f64(s.mean, 1),
-        s.p50,
-        s.p90,
-        s.p99,
-        s.p999,
-        s.max
-    )
-}
-
-/// Strings of ours (names from fixed tables, a platform the user typed):
-/// escape what JSON requires.
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+fn json_summary(s: &Summary) -> serde_json::Value {
+    serde_json::json!({
+        "count": s.count,
+        "min_ns": s.min,
+        "mean_ns": rounded(s.mean, 1),
+        "p50_ns": s.p50,
+        "p90_ns": s.p90,
+        "p99_ns": s.p99,
+        "p999_ns": s.p999,
+        "max_ns": s.max,
+    })
 }
 
 fn bench(args: &BenchArgs) -> Result<(), BenchError> {
@@ -703,25 +683,24 @@ fn bench(args: &BenchArgs) -> Result<(), BenchError> {
     let mean_floor = ratio(sbx.mean, flo.mean);
 
     if args.json {
-        println!(
-            "{{\"platform\":{},\"syscall\":{},\"threads\":{},\"iters\":{},\"warmup\":{},\
-             \"tsc_ghz\":{},\"native\":{},\"floor\":{},\"sandbox\":{},\
-             \"ratios\":{{\"p50_vs_native\":{},\"p50_vs_floor\":{},\"mean_vs_native\":{},\
-             \"mean_vs_floor\":{}}}}}",
-            json_str(&args.platform),
-            json_str(args.syscall.name),
-            args.threads,
-            args.iters,
-            WARMUP,
-            json_f64(hz / 1e9, 4),
-            json_summary(nat),
-            json_summary(flo),
-            json_summary(sbx),
-            json_f64(p50_native, 3),
-            json_f64(p50_floor, 3),
-            json_f64(mean_native, 3),
-            json_f64(mean_floor, 3),
-        );
+        let report = serde_json::json!({
+            "platform": args.platform,
+            "syscall": args.syscall.name,
+            "threads": args.threads,
+            "iters": args.iters,
+            "warmup": WARMUP,
+            "tsc_ghz": rounded(hz / 1e9, 4),
+            "native": json_summary(nat),
+            "floor": json_summary(flo),
+            "sandbox": json_summary(sbx),
+            "ratios": {
+                "p50_vs_native": rounded(p50_native, 3),
+                "p50_vs_floor": rounded(p50_floor, 3),
+                "mean_vs_native": rounded(mean_native, 3),
+                "mean_vs_floor": rounded(mean_floor, 3),
+            },
+        });
+        println!("{report}");
         return Ok(());
     }
 

@@ -8,173 +8,33 @@
 #[macro_use]
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::Command;
+
+use serde_json::Value;
 
 use common::{assert_no_leftovers, platform, run, sentry, Output};
 
-/// A JSON value: the subset `sentry bench --json` prints.
-#[derive(Debug, Clone, PartialEq)]
-enum Json {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Obj(BTreeMap<String, Json>),
-    Arr(Vec<Json>),
+/// Typed lookups in the report that fail with the report in the message.
+trait Field {
+    fn at(&self, key: &str) -> &Self;
+    fn num(&self) -> f64;
+    fn text(&self) -> &str;
 }
 
-impl Json {
-    fn get(&self, key: &str) -> &Json {
-        match self {
-            Json::Obj(m) => m
-                .get(key)
-                .unwrap_or_else(|| panic!("no key {key:?} in {self:?}")),
-            _ => panic!("{self:?} is not an object (looking up {key:?})"),
-        }
+impl Field for Value {
+    fn at(&self, key: &str) -> &Value {
+        self.get(key)
+            .unwrap_or_else(|| panic!("no key {key:?} in {self}"))
     }
 
     fn num(&self) -> f64 {
-        match self {
-            Json::Num(n) => *n,
-            _ => panic!("{self:?} is not a number"),
-        }
+        self.as_f64()
+            .unwrap_or_else(|| panic!("{self} is not a number"))
     }
 
-    fn str(&self) -> &str {
-        match self {
-            Json::Str(s) => s,
-            _ => panic!("{self:?} is not a string"),
-        }
-    }
-}
-
-/// A strict little JSON parser: the whole input must be one value.
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl Parser<'_> {
-    fn parse(text: &str) -> Result<Json, String> {
-        let mut p = Parser {
-            s: text.trim().as_bytes(),
-            i: 0,
-        };
-        let v = p.value()?;
-        if p.i != p.s.len() {
-            return Err(format!("trailing text at byte {}", p.i));
-        }
-        Ok(v)
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-
-    fn expect(&mut self, c: u8) -> Result<(), String> {
-        if self.peek() == Some(c) {
-            self.i += 1;
-            Ok(())
-        } else {
-            Err(format!("expected {:?} at byte {}", c as char, self.i))
-        }
-    }
-
-    fn literal(&mut self, word: &str, v: Json) -> Result<Json, String> {
-        if self.s[self.i..].starts_with(word.as_bytes()) {
-            self.i += word.len();
-            Ok(v)
-        } else {
-            Err(format!("bad literal at byte {}", self.i))
-        }
-    }
-
-    fn value(&mut self) -> Result<Json, String> {
-        match self.peek() {
-            Some(b'{') => {
-                self.i += 1;
-                let mut m = BTreeMap::new();
-                if self.peek() == Some(b'}') {
-                    self.i += 1;
-                    return Ok(Json::Obj(m));
-                }
-                loop {
-                    let Json::Str(k) = self.value()? else {
-                        return Err(format!("object key is not a string at byte {}", self.i));
-                    };
-                    self.expect(b':')?;
-                    let v = self.value()?;
-                    if m.insert(k.clone(), v).is_some() {
-                        return Err(format!("duplicate key {k:?}"));
-                    }
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(Json::Obj(m));
-                        }
-                        _ => return Err(format!("bad object at byte {}", self.i)),
-                    }
-                }
-            }
-            Some(b'[') => {
-                self.i += 1;
-                let mut a = Vec::new();
-                if self.peek() == Some(b']') {
-                    self.i += 1;
-                    return Ok(Json::Arr(a));
-                }
-                loop {
-                    a.push(self.value()?);
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(Json::Arr(a));
-                        }
-                        _ => return Err(format!("bad array at byte {}", self.i)),
-                    }
-                }
-            }
-            Some(b'"') => {
-                self.i += 1;
-                let start = self.i;
-                while let Some(c) = self.peek() {
-                    match c {
-                        b'"' => {
-                            let s = std::str::from_utf8(&self.s[start..self.i])
-                                .map_err(|e| e.to_string())?
-                                .to_string();
-                            self.i += 1;
-                            return Ok(Json::Str(s));
-                        }
-                        // Our strings need no escapes.
-                        b'\\' => return Err("escapes are not expected".into()),
-                        _ => self.i += 1,
-                    }
-                }
-                Err("unterminated string".into())
-            }
-            Some(b't') => self.literal("true", Json::Bool(true)),
-            Some(b'f') => self.literal("false", Json::Bool(false)),
-            Some(b'n') => self.literal("null", Json::Null),
-            Some(c) if c == b'-' || c.is_ascii_digit() => {
-                let start = self.i;
-                while matches!(
-                    self.peek(),
-                    Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-                ) {
-                    self.i += 1;
-                }
-                let text =
-                    std::str::from_utf8(&self.s[start..self.i]).map_err(|e| e.to_string())?;
-                text.parse()
-                    .map(Json::Num)
-                    .map_err(|_| format!("bad number {text:?}"))
-            }
-            _ => Err(format!("unexpected input at byte {}", self.i)),
-        }
+    fn text(&self) -> &str {
+        self.as_str()
+            .unwrap_or_else(|| panic!("{self} is not a string"))
     }
 }
 
@@ -209,41 +69,42 @@ fn check_report(syscall: &str, threads: u64) {
     assert_eq!(out.code(), 0, "sentry bench failed\n{}", out.describe());
     let text = out.stdout_str();
     assert_eq!(text.lines().count(), 1, "one JSON line expected:\n{text}");
-    let report = Parser::parse(&text).unwrap_or_else(|e| panic!("invalid JSON ({e}):\n{text}"));
-    assert_eq!(report.get("platform").str(), p);
-    assert_eq!(report.get("syscall").str(), syscall);
-    assert_eq!(report.get("threads").num(), threads as f64);
-    assert_eq!(report.get("iters").num(), ITERS as f64);
-    assert!(report.get("tsc_ghz").num() > 0.0, "{text}");
+    let report: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("invalid JSON ({e}):\n{text}"));
+    assert_eq!(report.at("platform").text(), p);
+    assert_eq!(report.at("syscall").text(), syscall);
+    assert_eq!(report.at("threads").num(), threads as f64);
+    assert_eq!(report.at("iters").num(), ITERS as f64);
+    assert!(report.at("tsc_ghz").num() > 0.0, "{text}");
     for runner in ["native", "floor", "sandbox"] {
-        let r = report.get(runner);
+        let r = report.at(runner);
         // The warm-up calls come on top of --iters and are not counted.
         assert_eq!(
-            r.get("count").num(),
+            r.at("count").num(),
             (ITERS * threads) as f64,
             "{runner}: {text}"
         );
-        let p50 = r.get("p50_ns").num();
+        let p50 = r.at("p50_ns").num();
         let (p90, p99, p999) = (
-            r.get("p90_ns").num(),
-            r.get("p99_ns").num(),
-            r.get("p999_ns").num(),
+            r.at("p90_ns").num(),
+            r.at("p99_ns").num(),
+            r.at("p999_ns").num(),
         );
-        let (min, max) = (r.get("min_ns").num(), r.get("max_ns").num());
+        let (min, max) = (r.at("min_ns").num(), r.at("max_ns").num());
         assert!(p50 > 0.0, "{runner}: p50 {p50}: {text}");
         assert!(
             min <= p50 && p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= max,
             "{runner}: percentiles out of order: {text}"
         );
-        assert!(r.get("mean_ns").num() > 0.0, "{runner}: {text}");
+        assert!(r.at("mean_ns").num() > 0.0, "{runner}: {text}");
     }
-    let native = report.get("native").get("p50_ns").num();
-    let sandbox = report.get("sandbox").get("p50_ns").num();
+    let native = report.at("native").at("p50_ns").num();
+    let sandbox = report.at("sandbox").at("p50_ns").num();
     assert!(
         native < sandbox,
         "a sandboxed {syscall} (p50 {sandbox} ns) should cost more than a native one ({native} ns): {text}"
     );
-    let ratio = report.get("ratios").get("p50_vs_native").num();
+    let ratio = report.at("ratios").at("p50_vs_native").num();
     assert!((ratio - sandbox / native).abs() < 0.01 * ratio, "{text}");
 }
 
