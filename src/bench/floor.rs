@@ -20,6 +20,8 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use sentry_systrap::bpf::{self, Builder, SockFilter, Target};
+
 use super::guest::{self, GuestSpec};
 use super::BenchError;
 
@@ -46,29 +48,9 @@ extern "C" fn on_sigsys(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mu
     }
 }
 
-/// One BPF statement.
-fn stmt(code: u32, k: u32) -> libc::sock_filter {
-    libc::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    }
-}
-
-/// One BPF conditional jump (`jt`/`jf` count instructions after this one).
-fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-    libc::sock_filter {
-        code: code as u16,
-        jt,
-        jf,
-        k,
-    }
-}
-
 /// The filter: SECCOMP_RET_TRAP for syscall `nr` made from the `syscall`
 /// instruction at `insn`, SECCOMP_RET_ALLOW for everything else.
-fn filter(nr: u32, insn: u64) -> Result<Vec<libc::sock_filter>, BenchError> {
+fn filter(nr: u32, insn: u64) -> Result<Vec<SockFilter>, BenchError> {
     // The kernel reports the address after the instruction; accept either.
     let after = insn + 2;
     if insn >> 32 != after >> 32 {
@@ -76,26 +58,17 @@ fn filter(nr: u32, insn: u64) -> Result<Vec<libc::sock_filter>, BenchError> {
             "the guest's syscall instruction straddles a 4 GiB boundary".into(),
         ));
     }
-    const LD_W_ABS: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
-    const JEQ_K: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
-    const RET_K: u32 = libc::BPF_RET | libc::BPF_K;
-    // EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE (linux/audit.h).
-    const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
-    // seccomp_data: nr at 0, arch at 4, instruction_pointer at 8 (low half
-    // first, little endian).
-    Ok(vec![
-        /* 0 */ stmt(LD_W_ABS, 4),
-        /* 1 */ jump(JEQ_K, AUDIT_ARCH_X86_64, 0, 7),
-        /* 2 */ stmt(LD_W_ABS, 0),
-        /* 3 */ jump(JEQ_K, nr, 0, 5),
-        /* 4 */ stmt(LD_W_ABS, 12),
-        /* 5 */ jump(JEQ_K, (after >> 32) as u32, 0, 3),
-        /* 6 */ stmt(LD_W_ABS, 8),
-        /* 7 */ jump(JEQ_K, after as u32, 2, 0),
-        /* 8 */ jump(JEQ_K, insn as u32, 1, 0),
-        /* 9 */ stmt(RET_K, libc::SECCOMP_RET_ALLOW),
-        /* 10 */ stmt(RET_K, libc::SECCOMP_RET_TRAP),
-    ])
+    Ok(Builder::default()
+        .load(bpf::SD_ARCH)
+        .jeq(bpf::AUDIT_ARCH_X86_64, Target::Next, Target::Allow)
+        .load(bpf::SD_NR)
+        .jeq(nr, Target::Next, Target::Allow)
+        .load(bpf::SD_IP_HI)
+        .jeq((after >> 32) as u32, Target::Next, Target::Allow)
+        .load(bpf::SD_IP_LO)
+        .jeq(after as u32, Target::Trap, Target::Next)
+        .jeq(insn as u32, Target::Trap, Target::Allow)
+        .build())
 }
 
 /// Runs the guest loop in this process under the trapping filter. Returns
@@ -170,33 +143,30 @@ fn setup(spec: &GuestSpec, answer_count: bool) -> Result<u64, BenchError> {
     let nr = u32::try_from(spec.nr)
         .map_err(|_| BenchError::Floor(format!("syscall number {} out of range", spec.nr)))?;
     let prog = filter(nr, guest::syscall_insn_in_text())?;
-    let fprog = libc::sock_fprog {
-        len: prog.len() as u16,
-        filter: prog.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: prctl with integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(os_error("prctl(PR_SET_NO_NEW_PRIVS)"));
-    }
-    // SAFETY: `fprog` points to `prog`, a valid BPF program that outlives
-    // the call (the kernel copies it).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            0,
-            &fprog as *const libc::sock_fprog,
-        )
-    };
-    if rc != 0 {
-        return Err(os_error("cannot install the seccomp filter"));
-    }
+    bpf::install(&prog)
+        .map_err(|e| BenchError::Floor(format!("cannot install the seccomp filter: {e}")))?;
     Ok(guest::entry_in_text())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filter_decides_by_number_arch_and_both_halves_of_the_ip() {
+        let insn = 0x7f12_3456_7000u64;
+        let nr = libc::SYS_getpid as u32;
+        let prog = filter(nr, insn).expect("filter");
+        let arch = bpf::AUDIT_ARCH_X86_64;
+        let run = |arch, nr, ip| bpf::simulate(&prog, arch, nr, ip);
+        assert_eq!(run(arch, nr, insn), bpf::RET_TRAP);
+        assert_eq!(run(arch, nr, insn + 2), bpf::RET_TRAP);
+        assert_eq!(run(arch, nr, insn + 4), bpf::RET_ALLOW);
+        assert_eq!(run(arch, nr, insn + (1 << 32)), bpf::RET_ALLOW);
+        assert_eq!(run(arch, nr + 1, insn), bpf::RET_ALLOW);
+        assert_eq!(run(0x4000_0003, nr, insn), bpf::RET_ALLOW);
+        assert!(filter(nr, 0xffff_fffe).is_err());
+    }
 
     /// Runs the filter in a throwaway child: the measured call from the
     /// guest's instruction traps; the same number from anywhere else passes.
@@ -214,10 +184,6 @@ mod tests {
         if pid == 0 {
             // SAFETY: as above; the child ends in _exit whatever happens.
             unsafe {
-                let fprog = libc::sock_fprog {
-                    len: prog.len() as u16,
-                    filter: prog.as_ptr() as *mut libc::sock_filter,
-                };
                 libc::signal(libc::SIGSYS, libc::SIG_DFL);
                 // No core file from the expected SIGSYS.
                 let no_core = libc::rlimit {
@@ -225,14 +191,7 @@ mod tests {
                     rlim_max: 0,
                 };
                 libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                    || libc::syscall(
-                        libc::SYS_seccomp,
-                        libc::SECCOMP_SET_MODE_FILTER,
-                        0,
-                        &fprog as *const libc::sock_fprog,
-                    ) != 0
-                {
+                if bpf::install(&prog).is_err() {
                     libc::_exit(10);
                 }
                 // getppid from libc's syscall(): allowed.

@@ -39,10 +39,10 @@ pub const RET_ALLOW: u32 = 0x7fff_0000;
 pub const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 
 // Offsets in `struct seccomp_data`.
-const SD_NR: u32 = 0;
-const SD_ARCH: u32 = 4;
-const SD_IP_LO: u32 = 8;
-const SD_IP_HI: u32 = 12;
+pub const SD_NR: u32 = 0;
+pub const SD_ARCH: u32 = 4;
+pub const SD_IP_LO: u32 = 8;
+pub const SD_IP_HI: u32 = 12;
 
 /// A jump target of the builder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,6 +141,35 @@ impl Builder {
         });
         out
     }
+}
+
+/// Sets `no_new_privs` and installs `prog` as a seccomp filter on the
+/// calling thread. Raw syscalls only, no allocation: safe in a forked child.
+pub fn install(prog: &[SockFilter]) -> std::io::Result<()> {
+    let len =
+        u16::try_from(prog.len()).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let fprog = libc::sock_fprog {
+        len,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::syscall(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: SockFilter has the layout of `struct sock_filter`; `fprog`
+    // points at `prog`, which outlives the call (the kernel copies it).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Host syscalls the stub itself makes (and only from its code).
