@@ -297,9 +297,9 @@ fn child(case: Case, prog: &[SockFilter]) -> ! {
         fail(SETUP_FAILED + 1);
     }
     let unblock: u64 = (1 << (libc::SIGSYS - 1)) | (1 << (libc::SIGSEGV - 1));
-    // SAFETY: rt_sigprocmask reads one 8-byte set; prctl and getpid take
-    // no pointers.
-    let (mask_ok, nnp_ok, pid) = unsafe {
+    // SAFETY: rt_sigprocmask reads one 8-byte set; getpid takes no
+    // pointers.
+    let (mask_ok, pid) = unsafe {
         (
             libc::syscall(
                 libc::SYS_rt_sigprocmask,
@@ -308,28 +308,13 @@ fn child(case: Case, prog: &[SockFilter]) -> ! {
                 std::ptr::null_mut::<u64>(),
                 8usize,
             ) == 0,
-            libc::syscall(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0,
             libc::syscall(libc::SYS_getpid),
         )
     };
-    if !mask_ok || !nnp_ok {
+    if !mask_ok {
         fail(SETUP_FAILED + 2);
     }
-    let fprog = libc::sock_fprog {
-        len: prog.len() as u16,
-        filter: prog.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: SockFilter has the layout of `struct sock_filter`; the kernel
-    // copies the program during the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            0,
-            &fprog as *const libc::sock_fprog,
-        )
-    };
-    if r != 0 {
+    if bpf::install(prog).is_err() {
         fail(SETUP_FAILED + 3);
     }
 
