@@ -343,29 +343,15 @@ pub fn main(args: &[String]) -> ExitCode {
     }
 }
 
-/// A temporary directory, removed with its contents on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<TempDir, BenchError> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path =
-            std::env::temp_dir().join(format!("sentry-bench-{}-{nanos:09}", std::process::id()));
-        std::fs::create_dir(&path).map_err(|source| BenchError::Io {
-            what: format!("cannot create the directory {}", path.display()),
+/// A fresh temporary directory for the guest image, removed on drop.
+fn temp_dir() -> Result<tempfile::TempDir, BenchError> {
+    tempfile::Builder::new()
+        .prefix("sentry-bench-")
+        .tempdir()
+        .map_err(|source| BenchError::Io {
+            what: "cannot create a temporary directory".into(),
             source,
-        })?;
-        Ok(TempDir(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+        })
 }
 
 /// Writes the guest ELF to `dir`, mode 0755, closed before anything runs it.
@@ -624,27 +610,27 @@ fn bench(args: &BenchArgs) -> Result<(), BenchError> {
              cycle counts may not convert to time reliably"
         );
     }
-    let dir = TempDir::new()?;
-    let elf = write_guest(&dir.0, args)?;
+    let dir = temp_dir()?;
+    let elf = write_guest(dir.path(), args)?;
     let exe = std::env::current_exe().map_err(|source| BenchError::Io {
         what: "cannot find the sentry executable".into(),
         source,
     })?;
 
     let mut native = Command::new(&elf);
-    native.current_dir(&dir.0);
+    native.current_dir(dir.path());
     let mut floor = Command::new(&exe);
     floor
         .args(["bench", "--floor-child", "--syscall", args.syscall.name])
         .arg(format!("--iters={}", args.iters))
         .arg(format!("--threads={}", args.threads))
-        .current_dir(&dir.0);
+        .current_dir(dir.path());
     let mut sandbox = Command::new(&exe);
     sandbox.args(["run", "--platform", &args.platform]);
     if let Some(n) = args.cpus {
         sandbox.args(["--cpus".to_string(), n.to_string()]);
     }
-    sandbox.arg("--").arg(&elf).current_dir(&dir.0);
+    sandbox.arg("--").arg(&elf).current_dir(dir.path());
     let mut runners = [
         Runner {
             name: "native".into(),
@@ -803,8 +789,8 @@ mod tests {
         use std::os::unix::process::CommandExt;
         let _serial = spawn_lock();
         let a = args(&["--iters", "10", "--threads", "2"]).expect("valid");
-        let dir = TempDir::new().expect("temp dir");
-        let elf = write_guest(&dir.0, &a).expect("guest written");
+        let dir = temp_dir().expect("temp dir");
+        let elf = write_guest(dir.path(), &a).expect("guest written");
         let mut cmd = Command::new(&elf);
         // SAFETY: close is async-signal-safe and touches no Rust state.
         unsafe {
@@ -827,8 +813,8 @@ mod tests {
     fn guest_writes_all_samples_natively() {
         let _serial = spawn_lock();
         let a = args(&["--iters", "10", "--threads", "3", "--syscall", "write"]).expect("valid");
-        let dir = TempDir::new().expect("temp dir");
-        let elf = write_guest(&dir.0, &a).expect("guest written");
+        let dir = temp_dir().expect("temp dir");
+        let elf = write_guest(dir.path(), &a).expect("guest written");
         let mut runner = Runner {
             name: "native".into(),
             label: "native".into(),

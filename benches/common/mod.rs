@@ -32,6 +32,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
+pub use tempfile::TempDir;
 
 /// The sentry platforms every bench measures besides `native`.
 pub const PLATFORMS: [&str; 2] = ["systrap", "ptrace"];
@@ -359,21 +360,6 @@ fn compile(dir: &Path, name: &str) -> Result<PathBuf, String> {
     Ok(exe)
 }
 
-/// A private temporary directory, removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The start of every bench: checks gcc is there, makes a temporary
 /// directory and compiles `guests` into it. On failure says why the bench
 /// `bench` is skipped and gives `None` (the bench then does nothing).
@@ -382,19 +368,16 @@ pub fn setup(bench: &str, guests: &[&str]) -> Option<(TempDir, Vec<PathBuf>)> {
         eprintln!("skipping the {bench} bench: gcc not found (it builds the guest programs)");
         return None;
     }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let path = std::env::temp_dir().join(format!(
-        "sentry-bench-{bench}-{}-{nanos}",
-        std::process::id()
-    ));
-    if let Err(e) = std::fs::create_dir(&path) {
-        eprintln!("skipping the {bench} bench: create {}: {e}", path.display());
-        return None;
-    }
-    let dir = TempDir(path);
+    let dir = match tempfile::Builder::new()
+        .prefix(&format!("sentry-bench-{bench}-"))
+        .tempdir()
+    {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("skipping the {bench} bench: cannot create a temporary directory: {e}");
+            return None;
+        }
+    };
     let mut exes = Vec::new();
     for name in guests {
         match compile(dir.path(), name) {

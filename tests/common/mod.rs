@@ -15,7 +15,6 @@ use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -106,33 +105,22 @@ pub fn test_env() -> Vec<(&'static str, &'static str)> {
 
 /// A fresh directory under the system temp dir, removed (recursively) on drop.
 pub struct TempDir {
+    _dir: tempfile::TempDir,
+    /// Canonical, so native getcwd() and the path agree.
     path: PathBuf,
 }
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        for _ in 0..100 {
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir().join(format!(
-                "sentry-test-{tag}-{}-{n}-{nanos}",
-                std::process::id()
-            ));
-            match std::fs::create_dir(&path) {
-                Ok(()) => {
-                    // Canonical, so native getcwd() and the path agree.
-                    let path = path.canonicalize().unwrap_or(path);
-                    return TempDir { path };
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => panic!("cannot create a temp dir {}: {e}", path.display()),
-            }
-        }
-        panic!("cannot find a free temp dir name");
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("sentry-test-{tag}-"))
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temp dir for {tag}: {e}"));
+        let path = dir
+            .path()
+            .canonicalize()
+            .unwrap_or_else(|_| dir.path().to_path_buf());
+        TempDir { _dir: dir, path }
     }
 
     pub fn path(&self) -> &Path {
@@ -151,12 +139,6 @@ impl TempDir {
         }
         std::fs::write(&p, contents).unwrap();
         p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 
